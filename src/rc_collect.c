@@ -1,0 +1,545 @@
+/* rc_collect.c: the candidate-root buffer and the synchronous cycle
+ * collector (Bacon & Rajan, "Concurrent Cycle Collection in Reference
+ * Counted Systems", ECOOP 2001, section 3).
+ *
+ * A pass takes the whole buffer and runs, over what the candidates reach:
+ *   gc_mark_gray    trial-deletes every internal edge (counts drop by the
+ *                   references coming from inside the reached subgraph);
+ *   gc_scan         objects whose count stays above zero are externally
+ *                   referenced: gc_scan_black restores them and all they
+ *                   reach; the rest turn white;
+ *   gc_collect_white gathers the white objects: the garbage set.
+ * The set is then freed in two phases (gc_free_set): weak references
+ * cleared, every finalizer run with the set intact, resurrected objects and
+ * what they reach taken back out, the rest released and reclaimed.
+ *
+ * Invariants: outside a pass every object is black; inside, only objects
+ * of the reached subgraph change colour or count. No walk recurses: all use
+ * the work array, reserved before the pass at twice the number of objects a
+ * pass can visit (each object enters a stack at most twice), so a pass
+ * never fails half-way for want of memory.
+ *
+ * Automatic passes are paid for by allocation. A pass runs when the buffer
+ * holds `threshold` roots *and* the thread has allocated at least half as
+ * many objects as the previous pass found alive. A program that walks a large
+ * live graph, decrementing counts to non-zero values without allocating (the
+ * pathology of the original algorithm, where each pass rescans the graph),
+ * triggers no pass; garbage cycles can only grow the heap through
+ * allocation, which keeps triggering passes at a cost proportional to it.
+ */
+#include <time.h>
+
+#include "rc_internal.h"
+
+uint64_t gc_now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* ------------------------------------------------------- root buffer */
+
+static inline void set_slot(rc__header *h, size_t i) {
+    uint32_t s = i < SLOT_OVERFLOW ? (uint32_t)i : SLOT_OVERFLOW;
+    h->gc = (h->gc & F_FLAGS) | (s << SLOT_SHIFT);
+}
+
+static bool roots_grow(rc_state *st) {
+    size_t cap = st->roots_cap ? st->roots_cap * 2 : 256;
+    rc__header **r = mem_sys_alloc(cap * sizeof *r);
+    if (r == NULL)
+        return false;
+    if (st->nroots)
+        memcpy(r, st->roots, st->nroots * sizeof *r);
+    mem_sys_free(st->roots, st->roots_cap * sizeof *r);
+    st->roots = r;
+    st->roots_cap = cap;
+    return true;
+}
+
+/* A count dropped to a non-zero value: h may now be the last entry into a
+ * garbage cycle. Without memory for the buffer, a pass makes room (h, held
+ * meanwhile, cannot be freed by it); if that is impossible the object stays
+ * unbuffered, and a cycle through it is found once its count drops again. */
+void gc_buffer(rc_state *st, rc__header *h) {
+    if (unlikely(st->nroots == st->roots_cap) && !roots_grow(st)) {
+        h->rc++;
+        gc_maybe_collect(st);
+        h->rc--;
+        if (st->nroots == st->roots_cap)
+            return;
+    }
+    set_slot(h, st->nroots);
+    h->gc |= F_BUFFERED;
+    st->roots[st->nroots++] = h;
+    st->stats.roots_buffered++;
+#if RCGC_STRESS
+    st->pass_due = true;
+    gc_maybe_collect(st);
+#else
+    if (unlikely(st->nroots >= st->threshold) && st->threshold != 0 &&
+        st->stats.objects_allocated - st->debt_mark >= st->min_debt)
+        gc_maybe_collect(st);
+#endif
+}
+
+/* O(1): the last root moves into the leaving root's slot. */
+void gc_unbuffer(rc_state *st, rc__header *h) {
+    size_t i = h->gc >> SLOT_SHIFT;
+    if (i == SLOT_OVERFLOW)
+        for (i = SLOT_OVERFLOW; st->roots[i] != h; i++) {
+        }
+    rc__header *last = st->roots[--st->nroots];
+    st->roots[i] = last;
+    set_slot(last, i);
+    h->gc &= F_FLAGS & ~F_BUFFERED;
+}
+
+/* The thread's runtime ends: survivors leave the buffer. */
+void gc_forget_roots(rc_state *st) {
+    for (size_t i = 0; i < st->nroots; i++)
+        st->roots[i]->gc &= F_FLAGS & ~F_BUFFERED;
+    st->nroots = 0;
+}
+
+/* ------------------------------------------------------- work stack */
+
+typedef struct gc_pass {
+    rc_state *st;
+    uintptr_t *work;
+    size_t top;       /* stack: work[0..top) */
+    size_t visited;
+    bool restored;    /* edges out of the set were given back (finalizers) */
+} gc_pass;
+
+static inline void push(gc_pass *p, rc__header *h, uintptr_t tag) {
+    rc_assert_internal(p->top < p->st->work_cap);
+    p->work[p->top++] = (uintptr_t)h | tag;
+}
+
+static inline void trace(gc_pass *p, rc__header *h, rc_visit_fn fn) {
+    h->type->trace(payload_of(h), fn, p);
+}
+
+static bool work_reserve(rc_state *st, size_t n) {
+    if (st->work_cap >= n)
+        return true;
+    size_t cap = st->work_cap ? st->work_cap : 1024;
+    while (cap < n)
+        cap *= 2;
+    uintptr_t *w = mem_sys_alloc(cap * sizeof *w);
+    if (w == NULL)
+        return false;
+    if (st->work_cap)
+        memcpy(w, st->work, st->work_cap * sizeof *w);
+    mem_sys_free(st->work, st->work_cap * sizeof *w);
+    st->work = w;
+    st->work_cap = cap;
+    return true;
+}
+
+/* ------------------------------------------------------- mark gray */
+
+#if RCGC_DEBUG
+/* Debug builds remember every reached object's count before the pass. */
+typedef struct dbg_seen {
+    rc__header *h;
+    uint32_t rc;
+} dbg_seen;
+static _Thread_local dbg_seen *seen;
+static _Thread_local size_t nseen, seen_cap;
+static _Thread_local bool seen_lost;
+
+static void dbg_see(rc__header *h) {
+    if (nseen == seen_cap) {
+        size_t cap = seen_cap ? 2 * seen_cap : 1024;
+        dbg_seen *s = mem_sys_alloc(cap * sizeof *s);
+        if (s == NULL) {
+            seen_lost = true;
+            return;
+        }
+        if (nseen)
+            memcpy(s, seen, nseen * sizeof *s);
+        mem_sys_free(seen, seen_cap * sizeof *s);
+        seen = s;
+        seen_cap = cap;
+    }
+    seen[nseen++] = (dbg_seen){h, h->rc};
+}
+
+/* After the scan every reached object is black with its count exactly as
+ * before the pass, or white with a count of zero. */
+static void dbg_check_scan(void) {
+    for (size_t i = 0; !seen_lost && i < nseen; i++) {
+        rc__header *h = seen[i].h;
+        if (colour_of(h) == C_BLACK ? h->rc != seen[i].rc : h->rc != 0)
+            dbg_die("rc_collect", payload_of(h),
+                    "count changed across the pass: its type's trace, or the "
+                    "trace of an object pointing to it, misses or invents an "
+                    "edge");
+    }
+    mem_sys_free(seen, seen_cap * sizeof *seen);
+    seen = NULL;
+    nseen = seen_cap = 0;
+    seen_lost = false;
+}
+#define DBG_SEE(h) dbg_see(h)
+#else
+#define DBG_SEE(h) ((void)0)
+#endif
+
+static void visit_gray(void *child, void *ctx) {
+    if (child == NULL)
+        return;
+    gc_pass *p = ctx;
+    rc__header *c = hdr_of(child);
+    if (!gc_participates(c))
+        return;
+    if (unlikely(c->rc == 0)) {
+        /* More edges into c than references to it: a trace that reports
+         * an edge twice or one it does not own. */
+#if RCGC_DEBUG
+        dbg_die("rc_collect", child,
+                "count would go below zero: some trace function reports an "
+                "edge it does not own");
+#endif
+        return;
+    }
+    if (colour_of(c) != C_GRAY) {
+        DBG_SEE(c);
+        c->rc--;
+        set_colour(c, C_GRAY);
+        p->visited++;
+        push(p, c, 0);
+    } else {
+        c->rc--;
+    }
+}
+
+static void gc_mark_gray(gc_pass *p, rc__header *root) {
+    if (colour_of(root) == C_GRAY)
+        return;
+    DBG_SEE(root);
+    set_colour(root, C_GRAY);
+    p->visited++;
+    push(p, root, 0);
+    while (p->top > 0) {
+        rc__header *h = (rc__header *)p->work[--p->top];
+        trace(p, h, visit_gray);
+    }
+}
+
+/* ------------------------------------------------------- scan */
+
+#define TAG_BLACKEN 1u
+
+static void visit_black(void *child, void *ctx) {
+    if (child == NULL)
+        return;
+    gc_pass *p = ctx;
+    rc__header *c = hdr_of(child);
+    if (!gc_participates(c))
+        return;
+    c->rc++;
+    if (colour_of(c) != C_BLACK) {
+        set_colour(c, C_BLACK);
+        push(p, c, TAG_BLACKEN);
+    }
+}
+
+static void visit_scan(void *child, void *ctx) {
+    if (child == NULL)
+        return;
+    gc_pass *p = ctx;
+    rc__header *c = hdr_of(child);
+    if (gc_participates(c) && colour_of(c) == C_GRAY) {
+        set_colour(c, C_QUEUED);
+        push(p, c, 0);
+    }
+}
+
+/* gc_scan and gc_scan_black share one stack: a tagged entry is an object
+ * already blackened whose children must be restored. */
+static void gc_scan(gc_pass *p, rc__header *root) {
+    if (colour_of(root) != C_GRAY)
+        return;
+    set_colour(root, C_QUEUED);
+    push(p, root, 0);
+    while (p->top > 0) {
+        uintptr_t e = p->work[--p->top];
+        rc__header *h = (rc__header *)(e & ~(uintptr_t)TAG_BLACKEN);
+        if (e & TAG_BLACKEN) {
+            trace(p, h, visit_black);
+        } else if (colour_of(h) != C_QUEUED) {
+            continue; /* blackened while it waited */
+        } else if (h->rc > 0) {
+            set_colour(h, C_BLACK); /* gc_scan_black */
+            trace(p, h, visit_black);
+        } else {
+            set_colour(h, C_WHITE);
+            trace(p, h, visit_scan);
+        }
+    }
+}
+
+/* ------------------------------------------------------- collect white */
+
+/* The garbage set grows from the bottom of the work array, the stack from
+ * the top; together they never hold more than the visited objects. */
+typedef struct gc_set {
+    gc_pass *p;
+    size_t n;     /* set: work[0..n) */
+    size_t sp;    /* stack: work[sp..cap) */
+} gc_set;
+
+static void visit_white(void *child, void *ctx) {
+    if (child == NULL)
+        return;
+    gc_set *s = ctx;
+    rc__header *c = hdr_of(child);
+    if (gc_participates(c) && colour_of(c) == C_WHITE) {
+        set_colour(c, C_GRAY);
+        s->p->work[--s->sp] = (uintptr_t)c;
+    }
+}
+
+static void gc_collect_white(gc_set *s, rc__header *root) {
+    if (colour_of(root) != C_WHITE)
+        return;
+    set_colour(root, C_GRAY); /* gray now marks membership of the set */
+    s->p->work[--s->sp] = (uintptr_t)root;
+    while (s->sp < s->p->st->work_cap) {
+        rc__header *h = (rc__header *)s->p->work[s->sp++];
+        rc_assert_internal(s->n < s->sp);
+        s->p->work[s->n++] = (uintptr_t)h;
+        h->type->trace(payload_of(h), visit_white, s);
+    }
+}
+
+/* ------------------------------------------------------- freeing a set */
+
+static void visit_restore(void *child, void *ctx) {
+    (void)ctx;
+    if (child != NULL && gc_participates(hdr_of(child)))
+        hdr_of(child)->rc++;
+}
+
+static void visit_set_dec(void *child, void *ctx) {
+    (void)ctx;
+    if (child != NULL && colour_of(hdr_of(child)) == C_GRAY &&
+        gc_participates(hdr_of(child)))
+        hdr_of(child)->rc--;
+}
+
+/* Resurrected members are white while the set is sorted out. */
+static void visit_set_alive(void *child, void *ctx) {
+    if (child == NULL)
+        return;
+    gc_pass *p = ctx;
+    rc__header *c = hdr_of(child);
+    if (!gc_participates(c))
+        return;
+    unsigned col = colour_of(c);
+    if (col == C_GRAY) {
+        c->rc++;
+        set_colour(c, C_WHITE);
+        push(p, c, 0);
+    } else if (col == C_WHITE) {
+        c->rc++;
+    }
+}
+
+/* Set members are gray, resurrected ones white. Edges into members were
+ * subtracted for good; edges to anything else are released for real,
+ * except (on the fast path) to black objects, whose counts never got them
+ * back after gc_mark_gray. */
+static void visit_free(void *child, void *ctx) {
+    if (child == NULL)
+        return;
+    gc_pass *p = ctx;
+    rc__header *c = hdr_of(child);
+    if (gc_participates(c) && (colour_of(c) != C_BLACK || !p->restored))
+        return;
+    obj_release_child(p->st, c);
+}
+
+/* Runs the finalizers of the set in `work[0..n)` with every member intact,
+ * then finds which members they resurrected. Returns false if it could not
+ * tell (no memory): then every member stays alive. */
+static bool gc_finalize_set(gc_pass *p, size_t n) {
+    rc_state *st = p->st;
+    uintptr_t *set = st->work;
+    for (size_t i = 0; i < n; i++) /* edges out of the set, as they were */
+        trace(p, (rc__header *)set[i], visit_restore);
+    p->restored = true;
+    for (size_t i = 0; i < n; i++) /* a count of 1 lent to each member */
+        ((rc__header *)set[i])->rc++;
+    for (size_t i = 0; i < n; i++) {
+        rc__header *h = (rc__header *)set[i];
+        if (h->type->finalize && !(h->gc & F_FINALIZED)) {
+            h->gc |= F_FINALIZED;
+            h->type->finalize(payload_of(h));
+        }
+    }
+    /* Finalizers may have grown the work array's needs: the set stays at
+     * the bottom, the resurrection stack needs n more slots. */
+    if (!work_reserve(st, 2 * n)) {
+        for (size_t i = 0; i < n; i++) {
+            rc__header *h = (rc__header *)set[i];
+            h->rc--;
+            set_colour(h, C_BLACK);
+        }
+        return false;
+    }
+    set = p->work = st->work;
+    for (size_t i = 0; i < n; i++)
+        ((rc__header *)set[i])->rc--;
+    for (size_t i = 0; i < n; i++)
+        trace(p, (rc__header *)set[i], visit_set_dec);
+    p->top = n;
+    for (size_t i = 0; i < n; i++) {
+        rc__header *h = (rc__header *)set[i];
+        if (h->rc > 0 && colour_of(h) == C_GRAY) {
+            set_colour(h, C_WHITE);
+            push(p, h, 0);
+            while (p->top > n)
+                trace(p, (rc__header *)p->work[--p->top], visit_set_alive);
+        }
+    }
+    return true;
+}
+
+/* Frees the garbage set in `work[0..n)`; returns the members freed. */
+static size_t gc_free_set(gc_pass *p, size_t n) {
+    rc_state *st = p->st;
+    bool finalizers = false;
+    for (size_t i = 0; i < n; i++) {
+        rc__header *h = (rc__header *)p->work[i];
+        if (h->gc & F_WEAK)
+            wk_clear(st, h);
+        if (h->type->finalize && !(h->gc & F_FINALIZED))
+            finalizers = true;
+    }
+    p->restored = false;
+    if (finalizers && !gc_finalize_set(p, n))
+        return 0;
+    uintptr_t *set = p->work;
+    for (size_t i = 0; i < n; i++) {
+        rc__header *h = (rc__header *)set[i];
+        if (colour_of(h) == C_GRAY)
+            trace(p, h, visit_free);
+    }
+    size_t freed = 0;
+    for (size_t i = 0; i < n; i++) {
+        rc__header *h = (rc__header *)set[i];
+        if (colour_of(h) != C_GRAY)
+            continue;
+        if (h->gc & F_BUFFERED)
+            gc_unbuffer(st, h);
+        if (h->gc & F_WEAK) /* made by a finalizer */
+            wk_clear(st, h);
+        if (h->type->dispose)
+            h->type->dispose(payload_of(h));
+    }
+    for (size_t i = 0; i < n; i++) {
+        rc__header *h = (rc__header *)set[i];
+        if (colour_of(h) == C_WHITE) {
+            set_colour(h, C_BLACK); /* resurrected: an ordinary object */
+            continue;
+        }
+#if RCGC_DEBUG
+        dbg_of(h)->state = DBG_DYING;
+#endif
+        h->rc = 0;
+        set_colour(h, C_BLACK);
+        obj_reclaim(st, h, true);
+        freed++;
+    }
+    return freed;
+}
+
+/* ------------------------------------------------------- one pass */
+
+/* Runs one pass over the buffered candidates; returns objects freed,
+ * counting those its releases freed too. */
+static size_t gc_pass_run(rc_state *st) {
+    size_t ncand = st->nroots;
+    if (ncand == 0)
+        return 0;
+    if (!work_reserve(st, 2 * (size_t)st->live_cyclic + 16))
+        return 0;
+    uint64_t t0 = gc_now_ns();
+    uint64_t freed0 = st->stats.objects_freed;
+    st->in_pass = true;
+    st->freeing = true;
+
+    /* Take the buffer: roots buffered from now on wait for a later pass. */
+    rc__header **cand = st->roots;
+    size_t cand_cap = st->roots_cap;
+    st->roots = NULL;
+    st->roots_cap = st->nroots = 0;
+    for (size_t i = 0; i < ncand; i++)
+        cand[i]->gc &= F_FLAGS & ~F_BUFFERED;
+
+    gc_pass p = {st, st->work, 0, 0, false};
+    for (size_t i = 0; i < ncand; i++)
+        gc_mark_gray(&p, cand[i]);
+    for (size_t i = 0; i < ncand; i++)
+        gc_scan(&p, cand[i]);
+#if RCGC_DEBUG
+    dbg_check_scan();
+#endif
+    gc_set s = {&p, 0, st->work_cap};
+    for (size_t i = 0; i < ncand; i++)
+        gc_collect_white(&s, cand[i]);
+    size_t visited = p.visited;
+    size_t garbage = s.n ? gc_free_set(&p, s.n) : 0;
+
+    /* Hand the candidate array back as the buffer if nothing replaced it. */
+    if (st->roots == NULL) {
+        st->roots = cand;
+        st->roots_cap = cand_cap;
+    } else {
+        mem_sys_free(cand, cand_cap * sizeof *cand);
+    }
+    obj_drain(st); /* frees what releasing the set's edges killed */
+    st->in_pass = false;
+
+    size_t survivors = visited > garbage ? visited - garbage : 0;
+    st->min_debt = survivors / 2;
+    st->debt_mark = st->stats.objects_allocated;
+    uint64_t dt = gc_now_ns() - t0;
+    st->stats.collections++;
+    st->stats.gc_ns_total += dt;
+    if (dt > st->stats.gc_ns_max)
+        st->stats.gc_ns_max = dt;
+    return (size_t)(st->stats.objects_freed - freed0);
+}
+
+/* Runs an automatic pass now, or as soon as the current one or the current
+ * release cascade is over. */
+void gc_maybe_collect(rc_state *st) {
+    if (st->in_pass || st->freeing) {
+        st->pass_due = true;
+        return;
+    }
+    st->pass_due = false;
+    gc_pass_run(st);
+}
+
+size_t rc_collect(void) {
+    rc_state *st = rc_tls_state;
+    if (st == NULL || st->in_pass || st->freeing)
+        return 0;
+    uint64_t freed0 = st->stats.objects_freed;
+    st->pass_due = false;
+    while (gc_pass_run(st) > 0) {
+    }
+    return (size_t)(st->stats.objects_freed - freed0);
+}
+
+void rc_set_threshold(size_t roots) {
+    rc_state *st = st_get();
+    if (st != NULL)
+        st->threshold = roots;
+}

@@ -1,0 +1,104 @@
+/* rc_debug.c: misuse reports and, in debug builds, the freed-object
+ * quarantine.
+ *
+ * A misuse report is one line on stderr naming the operation, the address,
+ * the type and the allocation site, then abort(). It is formatted on the
+ * stack and written with write(2): the reporter never allocates.
+ *
+ * Debug builds do not hand a freed object's block back at once: the header
+ * and debug prefix stay readable and say "freed" (the payload is poisoned),
+ * so a later rc_retain/rc_release of it is reported instead of corrupting
+ * memory. The quarantine keeps the most recent DBG_QUARANTINE objects.
+ */
+#include <stdarg.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "rc_internal.h"
+
+static void write_line(const char *fmt, ...) {
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof buf - 1, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if ((size_t)n > sizeof buf - 2)
+        n = (int)sizeof buf - 2;
+    buf[n++] = '\n';
+    ssize_t w = write(STDERR_FILENO, buf, (size_t)n);
+    (void)w;
+}
+
+void dbg_die(const char *op, const void *obj, const char *what) {
+    if (obj == NULL) {
+        write_line("rcgc: %s: %s", op, what);
+        abort();
+    }
+    rc__header *h = hdr_of(obj);
+    const char *name = h->type && h->type->name ? h->type->name : "?";
+#if RCGC_DEBUG
+    obj_debug *d = dbg_of(h);
+    if (d->file != NULL) {
+        write_line("rcgc: %s: %s: %p (type '%s', allocated at %s:%d)", op,
+                   what, obj, name, d->file, d->line);
+        abort();
+    }
+#endif
+    write_line("rcgc: %s: %s: %p (type '%s')", op, what, obj, name);
+    abort();
+}
+
+void dbg_assert_fail(const char *expr, const char *file, int line) {
+    write_line("rcgc: internal check failed: %s (%s:%d)", expr, file, line);
+    abort();
+}
+
+#if RCGC_DEBUG
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define DBG_POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define DBG_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define DBG_POISON(p, n) ((void)0)
+#define DBG_UNPOISON(p, n) ((void)0)
+#endif
+
+#define DBG_QUARANTINE 4096
+
+/* The header and debug prefix stay intact (block_size() still answers);
+ * the payload is filled with 0xdb and poisoned. */
+void dbg_quarantine(rc_state *st, rc__header *h, size_t size) {
+    obj_debug *d = dbg_of(h);
+    d->state = DBG_FREED;
+    d->qnext = NULL;
+    size_t payload = size - (size_t)((char *)payload_of(h) - (char *)block_of(h));
+    memset(payload_of(h), 0xdb, payload);
+    DBG_POISON(payload_of(h), payload);
+    if (st->quarantine_tail)
+        st->quarantine_tail->qnext = d;
+    else
+        st->quarantine_head = d;
+    st->quarantine_tail = d;
+    if (++st->quarantine_len > DBG_QUARANTINE)
+        dbg_quarantine_flush(st, DBG_QUARANTINE);
+}
+
+/* Hands the oldest quarantined blocks back until `keep` remain. */
+void dbg_quarantine_flush(rc_state *st, size_t keep) {
+    while (st->quarantine_len > keep) {
+        obj_debug *d = st->quarantine_head;
+        st->quarantine_head = d->qnext;
+        if (st->quarantine_head == NULL)
+            st->quarantine_tail = NULL;
+        st->quarantine_len--;
+        rc__header *h = (rc__header *)(d + 1);
+        size_t size = block_size(h);
+        DBG_UNPOISON(block_of(h), size);
+        mem_free(&st->heap, block_of(h), size);
+    }
+}
+
+#endif

@@ -1,0 +1,240 @@
+/* rc_internal.h: the runtime's private structures, shared by src/ only.
+ *
+ * Invariants (outside a pass, on every live object of a thread):
+ *   - rc >= 1; a count of 0 means the object is dying or freed;
+ *   - F_BUFFERED is set  <=>  roots[slot] == the object (slot saturates at
+ *     SLOT_OVERFLOW, where the buffer is searched instead);
+ *   - the colour is black;
+ *   - F_WEAK is set  <=>  the weak side table has an entry for the object;
+ *   - F_IMMORTAL is sticky: such an object is never freed.
+ */
+#ifndef RC_INTERNAL_H
+#define RC_INTERNAL_H
+
+#ifndef RCGC_BUILDING
+#error "rc_internal.h is private to the rcgc library"
+#endif
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "rcgc.h"
+
+/* ---------------------------------------------------------------- macros */
+
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+#define rc_noinline __attribute__((noinline))
+#define rc_cold __attribute__((cold, noinline))
+#define rc_noreturn __attribute__((noreturn))
+
+/* Graded checks: rc_assert for API misuse and rc_assert_internal for our
+ * own invariants (both on with RCGC_DEBUG); rc_assert_expensive for whole
+ * graph or table walks (RCGC_DEBUG and RCGC_STRESS). Release builds compile
+ * all three away. */
+#if RCGC_DEBUG
+#define rc_assert_internal(c) \
+    ((c) ? (void)0 : dbg_assert_fail(#c, __FILE__, __LINE__))
+#else
+#define rc_assert_internal(c) ((void)0)
+#endif
+#if RCGC_DEBUG && RCGC_STRESS
+#define rc_assert_expensive(c) rc_assert_internal(c)
+#else
+#define rc_assert_expensive(c) ((void)0)
+#endif
+
+/* ---------------------------------------------------------- header bits */
+
+#define F_COLOUR 0x03u
+#define C_BLACK 0x00u  /* live, or done with in this pass */
+#define C_GRAY 0x01u   /* trial-deleted; after the scan: member of the set */
+#define C_WHITE 0x02u  /* garbage candidate; or resurrected set member */
+#define C_QUEUED 0x03u /* gray, waiting on the scan stack */
+#define F_BUFFERED RC__F_BUFFERED
+#define F_ACYCLIC RC__F_ACYCLIC
+#define F_IMMORTAL RC__F_IMMORTAL
+#define F_NOBUFFER RC__F_NOBUFFER
+#define F_WEAK 0x20u
+#define F_FINALIZED 0x40u
+#define F_SIZED 0x80u /* a 16-byte size prefix precedes the block */
+#define F_FLAGS 0xffu
+#define SLOT_SHIFT 8
+#define SLOT_OVERFLOW 0xffffffu
+#define RC_IMMORTAL_COUNT 0xc0000000u
+
+static inline rc__header *hdr_of(const void *obj) {
+    return (rc__header *)obj - 1;
+}
+static inline void *payload_of(rc__header *h) { return h + 1; }
+static inline unsigned colour_of(const rc__header *h) {
+    return h->gc & F_COLOUR;
+}
+static inline void set_colour(rc__header *h, unsigned c) {
+    h->gc = (h->gc & ~F_COLOUR) | c;
+}
+/* Objects the collector trial-deletes: cyclic and mortal. */
+static inline bool gc_participates(const rc__header *h) {
+    return !(h->gc & (F_ACYCLIC | F_IMMORTAL));
+}
+static inline bool type_is_acyclic(const rc_type *t) {
+    return t->trace == NULL || (t->flags & RC_TYPE_ACYCLIC);
+}
+
+/* ------------------------------------------------------- block layout */
+
+/* A block is [size prefix, if F_SIZED][debug prefix, in debug builds]
+ * [header][payload]. The size prefix holds the block's exact size for
+ * objects whose size the type does not tell (rc_alloc_extra). */
+typedef struct obj_sized {
+    size_t size;
+    size_t reserved;
+} obj_sized;
+
+#if RCGC_DEBUG
+typedef struct obj_debug {
+    const char *file;       /* allocation site */
+    int line;
+    uint32_t state;         /* DBG_LIVE, DBG_DYING, DBG_FREED */
+    struct rc_state *owner; /* the thread's runtime */
+    struct obj_debug *qnext; /* quarantine link */
+} obj_debug;
+#define DBG_LIVE 0x4c495645u
+#define DBG_DYING 0x44594e47u
+#define DBG_FREED 0x46524545u
+#define DBG_PREFIX sizeof(obj_debug)
+static inline obj_debug *dbg_of(rc__header *h) { return (obj_debug *)h - 1; }
+#else
+#define DBG_PREFIX 0
+#endif
+
+enum { MEM_PLAIN = 0, MEM_SIZED = 1, MEM_KINDS = 2 };
+
+static inline size_t block_prefix(unsigned kind) {
+    return (kind == MEM_SIZED ? sizeof(obj_sized) : 0) + DBG_PREFIX;
+}
+static inline rc__header *hdr_of_block(void *block, unsigned kind) {
+    return (rc__header *)((char *)block + block_prefix(kind));
+}
+static inline void *block_of(rc__header *h) {
+    return (char *)h - block_prefix((h->gc & F_SIZED) ? MEM_SIZED : MEM_PLAIN);
+}
+static inline size_t block_size(rc__header *h) {
+    if (h->gc & F_SIZED)
+        return ((obj_sized *)block_of(h))->size;
+    return DBG_PREFIX + sizeof(rc__header) + h->type->size;
+}
+
+/* ------------------------------------------------------ memory (rc_mem) */
+
+#define MEM_SPAN_SHIFT 16
+#define MEM_SPAN_SIZE ((size_t)1 << MEM_SPAN_SHIFT)
+#define MEM_SEGMENT_SPANS 16
+#define MEM_SMALL_MAX 2048 /* largest pooled block */
+#define MEM_CLASSES 24
+
+typedef struct mem_span mem_span;
+typedef struct mem_segment mem_segment;
+typedef struct mem_large mem_large;
+
+typedef struct mem_heap {
+    mem_span *partial[MEM_KINDS][MEM_CLASSES]; /* spans with a free slot */
+    mem_segment *segments;       /* segments with spans in use or free */
+    mem_large *large;            /* live large blocks */
+    uint64_t span_bytes;         /* bytes of spans carved for classes */
+    uint64_t free_span_bytes;    /* bytes of spans idle in segments */
+    uint64_t pooled_live_bytes;  /* exact bytes of live pooled blocks */
+    uint64_t large_count;
+} mem_heap;
+
+void *mem_sys_alloc(size_t size);
+void mem_sys_free(void *p, size_t size);
+void *mem_alloc(mem_heap *mh, size_t size, unsigned kind);
+void mem_free(mem_heap *mh, void *block, size_t size);
+typedef void (*mem_visit_fn)(void *block, unsigned kind, void *ctx);
+void mem_foreach(mem_heap *mh, mem_visit_fn fn, void *ctx);
+uint64_t mem_fragmented(const mem_heap *mh);
+bool mem_is_empty(const mem_heap *mh);
+void mem_release_all(mem_heap *mh);
+
+/* ------------------------------------------------------ weak (rc_weak) */
+
+typedef struct wk_entry wk_entry;
+struct rc_state;
+void wk_clear(struct rc_state *st, rc__header *h);
+void wk_detach_all(struct rc_state *st);
+
+/* ------------------------------------------------------ thread state */
+
+typedef struct rc_state {
+    /* candidate-root buffer */
+    rc__header **roots;
+    size_t nroots, roots_cap;
+    size_t threshold;        /* base threshold; 0 = automatic passes off */
+    uint64_t debt_mark;      /* objects_allocated at the end of the last pass */
+    uint64_t min_debt;       /* allocations a pass must be paid for by */
+
+    /* pass work area: stacks and the garbage set, reserved per pass */
+    uintptr_t *work;
+    size_t work_cap;
+    uint64_t live_cyclic;    /* live objects the collector may visit */
+
+    /* dying objects, linked through their headers (see rc_object.c) */
+    rc__header *pending;
+    rc__header *finalizing;  /* object whose finalizer runs in drain */
+    bool freeing;            /* draining pending: frees are queued */
+    bool in_pass;
+    bool pass_due;           /* a threshold was reached while busy */
+
+    rc_stats stats;
+    mem_heap heap;
+    wk_entry *weak;          /* uthash table: object -> weak handles */
+
+#if RCGC_DEBUG
+    obj_debug *quarantine_head, *quarantine_tail;
+    size_t quarantine_len;
+#endif
+    struct rc_state *next_orphan;
+} rc_state;
+
+extern _Thread_local rc_state *rc_tls_state;
+rc_state *st_create(void);
+
+static inline rc_state *st_get(void) {
+    rc_state *st = rc_tls_state;
+    return likely(st != NULL) ? st : st_create();
+}
+
+/* ---------------------------------------------- objects (rc_object) */
+
+void obj_kill(rc_state *st, rc__header *h);
+void obj_drain(rc_state *st);
+void obj_release_child(rc_state *st, rc__header *h);
+void obj_reclaim(rc_state *st, rc__header *h, bool by_collector);
+
+/* ---------------------------------------------- collector (rc_collect) */
+
+void gc_buffer(rc_state *st, rc__header *h);
+void gc_unbuffer(rc_state *st, rc__header *h);
+void gc_maybe_collect(rc_state *st);
+void gc_forget_roots(rc_state *st);
+uint64_t gc_now_ns(void);
+
+/* ---------------------------------------------- debug (rc_debug) */
+
+rc_cold rc_noreturn void dbg_die(const char *op, const void *obj,
+                                 const char *what);
+rc_cold rc_noreturn void dbg_assert_fail(const char *expr, const char *file,
+                                         int line);
+#if RCGC_DEBUG
+void dbg_quarantine(rc_state *st, rc__header *h, size_t size);
+void dbg_quarantine_flush(rc_state *st, size_t keep);
+#endif
+
+/* ---------------------------------------------- reports (rc_report) */
+
+void rpt_at_thread_exit(rc_state *st);
+void rpt_init(void);
+
+#endif /* RC_INTERNAL_H */

@@ -1,0 +1,282 @@
+/* rc_object.c: allocation, counting and the death of objects.
+ *
+ * An object whose count reaches zero is "killed": taken out of the root
+ * buffer, its weak references cleared, and pushed on the thread's pending
+ * list. Draining the list finalizes, releases children, disposes and
+ * reclaims one object at a time, so a release cascade never recurses on the
+ * C stack whatever the depth of the structure.
+ *
+ * A pending object has no use for its count and gc word, so the list is
+ * threaded through them: the header's first 8 bytes hold the next pending
+ * header, with F_FINALIZED and F_SIZED kept in the link's low bits (headers
+ * are 16-byte aligned). Dying therefore never allocates.
+ */
+#include <stdlib.h>
+
+#include "rc_internal.h"
+
+/* ------------------------------------------------------- allocation */
+
+/* Bytes of a block holding `payload` bytes, or 0 if it does not fit. */
+static size_t block_bytes(size_t payload, unsigned kind) {
+    size_t fixed = block_prefix(kind) + sizeof(rc__header);
+    return payload > SIZE_MAX - fixed ? 0 : payload + fixed;
+}
+
+void *rc__alloc_at(const rc_type *type, size_t extra, const char *file,
+                   int line) {
+    if (type == NULL || extra > SIZE_MAX - type->size)
+        return NULL;
+    size_t payload = type->size + extra;
+    unsigned kind = extra ? MEM_SIZED : MEM_PLAIN;
+    size_t size = block_bytes(payload, kind);
+    if (size == 0)
+        return NULL;
+    rc_state *st = st_get();
+    if (st == NULL)
+        return NULL;
+    void *block = mem_alloc(&st->heap, size, kind);
+    if (block == NULL)
+        return NULL;
+
+    rc__header *h = hdr_of_block(block, kind);
+    h->rc = 1;
+    h->gc = C_BLACK;
+    h->type = type;
+    if (kind == MEM_SIZED) {
+        ((obj_sized *)block)->size = size;
+        ((obj_sized *)block)->reserved = 0;
+        h->gc |= F_SIZED;
+    }
+    if (type_is_acyclic(type))
+        h->gc |= F_ACYCLIC;
+    else
+        st->live_cyclic++;
+#if RCGC_DEBUG
+    obj_debug *d = dbg_of(h);
+    d->file = file;
+    d->line = line;
+    d->state = DBG_LIVE;
+    d->owner = st;
+    d->qnext = NULL;
+#else
+    (void)file;
+    (void)line;
+#endif
+    memset(payload_of(h), 0, payload);
+    st->stats.objects_allocated++;
+    st->stats.bytes_allocated += size;
+    return payload_of(h);
+}
+
+#undef rc_alloc
+#undef rc_alloc_extra
+void *rc_alloc(const rc_type *type) { return rc__alloc_at(type, 0, NULL, 0); }
+void *rc_alloc_extra(const rc_type *type, size_t extra) {
+    return rc__alloc_at(type, extra, NULL, 0);
+}
+
+/* ------------------------------------------------------- counting */
+
+/* A retain wrapped the count to zero: the object becomes immortal. */
+void rc__saturate(rc__header *h) {
+    rc_state *st = rc_tls_state;
+    if (h->gc & F_BUFFERED)
+        gc_unbuffer(st, h);
+    if (gc_participates(h) && st)
+        st->live_cyclic--;
+    h->gc |= F_IMMORTAL;
+    h->rc = RC_IMMORTAL_COUNT;
+}
+
+void rc__release_zero(rc__header *h) {
+    if (unlikely(h->gc & F_IMMORTAL)) {
+        h->rc = RC_IMMORTAL_COUNT; /* sticky: drifted down, never freed */
+        return;
+    }
+    rc_state *st = rc_tls_state;
+    if (unlikely(st->finalizing == h)) {
+        /* The finalizer released its own object once too often. */
+#if RCGC_DEBUG
+        dbg_die("rc_release", payload_of(h),
+                "count underflow (released by its own finalizer)");
+#endif
+        h->rc = 1;
+        return;
+    }
+    obj_kill(st, h);
+}
+
+void rc__buffer(rc__header *h) { gc_buffer(rc_tls_state, h); }
+
+void *rc_retain_fn(void *obj) { return rc_retain(obj); }
+void rc_release_fn(void *obj) { rc_release(obj); }
+
+void rc_set(void **slot, void *value) {
+    void *old = *slot;
+    *slot = rc_retain(value);
+    rc_release(old);
+}
+
+size_t rc_refcount(const void *obj) {
+    if (obj == NULL)
+        return 0;
+    const rc__header *h = hdr_of(obj);
+    return (h->gc & F_IMMORTAL) ? SIZE_MAX : h->rc;
+}
+
+const rc_type *rc_type_of(const void *obj) {
+    return obj ? hdr_of(obj)->type : NULL;
+}
+
+/* ------------------------------------------------------- dying */
+
+#define LINK_FINALIZED 1u
+#define LINK_SIZED 2u
+
+void obj_kill(rc_state *st, rc__header *h) {
+    if (h->gc & F_BUFFERED)
+        gc_unbuffer(st, h);
+    if (h->gc & F_WEAK)
+        wk_clear(st, h);
+#if RCGC_DEBUG
+    dbg_of(h)->state = DBG_DYING;
+#endif
+    uintptr_t link = (uintptr_t)st->pending;
+    if (h->gc & F_FINALIZED)
+        link |= LINK_FINALIZED;
+    if (h->gc & F_SIZED)
+        link |= LINK_SIZED;
+    memcpy(h, &link, sizeof link);
+    st->pending = h;
+    if (!st->freeing)
+        obj_drain(st);
+}
+
+/* Releases one reference held by a dying object or a garbage set. */
+void obj_release_child(rc_state *st, rc__header *c) {
+    if (unlikely(c->gc & F_IMMORTAL))
+        return;
+    if (--c->rc == 0)
+        obj_kill(st, c);
+    else if (!(c->gc & F_NOBUFFER))
+        gc_buffer(st, c);
+}
+
+static void visit_release(void *child, void *ctx) {
+    if (child != NULL)
+        obj_release_child(ctx, hdr_of(child));
+}
+
+/* Runs the finalizer of a dying object with a count of 1 lent to it.
+ * Returns true if the finalizer resurrected the object. */
+static bool obj_finalize(rc_state *st, rc__header *h) {
+    h->gc |= F_FINALIZED;
+    h->rc = 1;
+#if RCGC_DEBUG
+    dbg_of(h)->state = DBG_LIVE;
+#endif
+    st->finalizing = h;
+    h->type->finalize(payload_of(h));
+    st->finalizing = NULL;
+    if (h->rc != 1) {
+        h->rc--; /* stored somewhere: alive again, never finalized again */
+        return true;
+    }
+    h->rc = 0;
+#if RCGC_DEBUG
+    dbg_of(h)->state = DBG_DYING;
+#endif
+    if (h->gc & F_BUFFERED) /* a retain/release pair in the finalizer */
+        gc_unbuffer(st, h);
+    if (h->gc & F_WEAK) /* a weak reference the finalizer made */
+        wk_clear(st, h);
+    return false;
+}
+
+/* Gives the block back; stats count it as freed. */
+void obj_reclaim(rc_state *st, rc__header *h, bool by_collector) {
+    size_t size = block_size(h);
+    if (!(h->gc & F_ACYCLIC))
+        st->live_cyclic--;
+    st->stats.objects_freed++;
+    st->stats.bytes_freed += size;
+    if (by_collector) {
+        st->stats.bytes_freed_by_collector += size;
+        st->stats.cycles_objects_freed++;
+    }
+#if RCGC_DEBUG
+    dbg_quarantine(st, h, size);
+#else
+    mem_free(&st->heap, block_of(h), size);
+#endif
+}
+
+static void obj_finish(rc_state *st, rc__header *h) {
+    const rc_type *t = h->type;
+    if (t->finalize && !(h->gc & F_FINALIZED) && obj_finalize(st, h))
+        return;
+    if (t->trace)
+        t->trace(payload_of(h), visit_release, st);
+    if (t->dispose)
+        t->dispose(payload_of(h));
+    obj_reclaim(st, h, false);
+}
+
+/* Frees every pending object; objects killed meanwhile join the list. */
+void obj_drain(rc_state *st) {
+    st->freeing = true;
+    while (st->pending != NULL) {
+        rc__header *h = st->pending;
+        uintptr_t link;
+        memcpy(&link, h, sizeof link);
+        st->pending = (rc__header *)(link & ~(uintptr_t)15);
+        h->rc = 0;
+        h->gc = C_BLACK | (type_is_acyclic(h->type) ? F_ACYCLIC : 0) |
+                ((link & LINK_FINALIZED) ? F_FINALIZED : 0) |
+                ((link & LINK_SIZED) ? F_SIZED : 0);
+        obj_finish(st, h);
+    }
+    st->freeing = false;
+    if (st->pass_due && !st->in_pass)
+        gc_maybe_collect(st);
+}
+
+/* ------------------------------------------------------- checked paths */
+
+#if RCGC_DEBUG
+static void check_live(const char *op, void *obj) {
+    rc__header *h = hdr_of(obj);
+    obj_debug *d = dbg_of(h);
+    if (d->state == DBG_FREED)
+        dbg_die(op, obj, "object already freed");
+    if (d->state != DBG_LIVE || (h->rc == 0 && !(h->gc & F_IMMORTAL)))
+        dbg_die(op, obj, "count underflow (object is dying)");
+    if (d->owner != rc_tls_state)
+        dbg_die(op, obj, "object belongs to another thread");
+}
+#endif
+
+void rc__retain_checked(void *obj) {
+    if (obj == NULL)
+        return;
+#if RCGC_DEBUG
+    check_live("rc_retain", obj);
+#endif
+    rc__header *h = hdr_of(obj);
+    if (unlikely(++h->rc == 0))
+        rc__saturate(h);
+}
+
+void rc__release_checked(void *obj) {
+    if (obj == NULL)
+        return;
+#if RCGC_DEBUG
+    check_live("rc_release", obj);
+#endif
+    rc__header *h = hdr_of(obj);
+    if (--h->rc == 0)
+        rc__release_zero(h);
+    else if (!(h->gc & F_NOBUFFER))
+        rc__buffer(h);
+}
