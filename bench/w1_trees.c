@@ -1,0 +1,197 @@
+/* W1 binary-trees: post-order allocation of complete binary trees, each
+ * dropped right after it is counted (see WORKLOADS.md).
+ *
+ * One source, one implementation per build (BENCH_IMPL_*):
+ *   rcgc          the parent takes over its children's references (transfer)
+ *   rcgc-set      the parent stores with rc_set and the builder releases its
+ *                 temporaries: one candidate root per node, as interpreters do
+ *   rcgc-acyclic  transfer, with the node type flagged RC_TYPE_ACYCLIC
+ *   malloc, mimalloc  hand-freed recursively
+ *   boehm         never freed; the collector finds the garbage
+ *
+ * Usage: w1_<impl> [depth]   (default 18) */
+#include "bench_util.h"
+
+#include <string.h>
+
+typedef struct Node {
+    struct Node *left, *right;
+} Node;
+
+/* ---- implementations --------------------------------------------------- */
+
+#if defined(BENCH_IMPL_RCGC) || defined(BENCH_IMPL_RCGC_SET) ||               \
+    defined(BENCH_IMPL_RCGC_ACYCLIC)
+#include <rcgc.h>
+#define BENCH_RCGC 1
+
+static void node_trace(void *obj, rc_visit_fn visit, void *ctx) {
+    Node *n = obj;
+    visit(n->left, ctx);
+    visit(n->right, ctx);
+}
+
+#if defined(BENCH_IMPL_RCGC_ACYCLIC)
+#define IMPL_NAME "rcgc-acyclic"
+static const rc_type node_type = {"Node", sizeof(Node), node_trace, NULL,
+                                  RC_TYPE_ACYCLIC, NULL};
+#else
+#define IMPL_NAME (BENCH_SET_ROW ? "rcgc-set" : "rcgc")
+static const rc_type node_type = {"Node", sizeof(Node), node_trace, NULL, 0,
+                                  NULL};
+#endif
+
+#if defined(BENCH_IMPL_RCGC_SET)
+#define BENCH_SET_ROW 1
+#else
+#define BENCH_SET_ROW 0
+#endif
+
+static Node *new_node(Node *l, Node *r) {
+    Node *p = bench_check_alloc(rc_new(Node, &node_type), "node");
+#if BENCH_SET_ROW
+    /* Store new references, then drop the builder's: each child's count goes
+     * 2 -> 1, a decrement to non-zero that buffers it as a candidate root. */
+    rc_set((void **)&p->left, l);
+    rc_set((void **)&p->right, r);
+    rc_release(l);
+    rc_release(r);
+#else
+    p->left = l; /* transfer: the builder's references become the parent's */
+    p->right = r;
+#endif
+    return p;
+}
+
+static void drop_tree(Node *t) { rc_release(t); }
+
+#elif defined(BENCH_IMPL_MALLOC) || defined(BENCH_IMPL_MIMALLOC)
+#if defined(BENCH_IMPL_MALLOC)
+#define IMPL_NAME "malloc"
+#define BENCH_MALLOC malloc
+#define BENCH_FREE free
+#else
+#include <mimalloc.h>
+#define IMPL_NAME "mimalloc"
+#define BENCH_MALLOC mi_malloc
+#define BENCH_FREE mi_free
+#endif
+
+static Node *new_node(Node *l, Node *r) {
+    Node *p = bench_check_alloc(BENCH_MALLOC(sizeof(Node)), "node");
+    p->left = l;
+    p->right = r;
+    return p;
+}
+
+static void drop_tree(Node *t) {
+    if (t->left != NULL) {
+        drop_tree(t->left);
+        drop_tree(t->right);
+    }
+    BENCH_FREE(t);
+}
+
+#elif defined(BENCH_IMPL_BOEHM)
+#include <gc.h>
+#define IMPL_NAME "boehm"
+
+static Node *new_node(Node *l, Node *r) {
+    Node *p = bench_check_alloc(GC_MALLOC(sizeof(Node)), "node");
+    p->left = l;
+    p->right = r;
+    return p;
+}
+
+static void drop_tree(Node *t) { (void)t; }
+
+#else
+#error "define one BENCH_IMPL_*"
+#endif
+
+/* ---- the workload ------------------------------------------------------- */
+
+static Node *bottom_up(int d) {
+    if (d > 0) {
+        Node *l = bottom_up(d - 1);
+        Node *r = bottom_up(d - 1);
+        return new_node(l, r);
+    }
+    return new_node(NULL, NULL);
+}
+
+static uint64_t check(const Node *n) {
+    return 1 + (n->left != NULL ? check(n->left) + check(n->right) : 0);
+}
+
+static uint64_t full_tree(int d) { return (UINT64_C(1) << (d + 1)) - 1; }
+
+int main(int argc, char **argv) {
+    int n = argc > 1 ? (int)bench_arg_u64(argv[1], "depth") : 18;
+    if (n > 30) {
+        fprintf(stderr, "depth %d too large\n", n);
+        return 2;
+    }
+#if defined(BENCH_IMPL_BOEHM)
+    GC_INIT();
+#endif
+#if BENCH_RCGC
+    size_t live_before = rc_live_objects();
+#endif
+    const int min_depth = 4;
+    const int max_depth = n > min_depth + 2 ? n : min_depth + 2;
+    int ok = 1;
+    uint64_t nodes = 0;
+
+    uint64_t t0 = bench_now_ns();
+
+    Node *t = bottom_up(max_depth + 1);
+    uint64_t c = check(t);
+    printf("stretch tree of depth %d\t check: %llu\n", max_depth + 1,
+           (unsigned long long)c);
+    ok &= c == full_tree(max_depth + 1);
+    nodes += c;
+    drop_tree(t);
+
+    Node *long_lived = bottom_up(max_depth);
+
+    for (int d = min_depth; d <= max_depth; d += 2) {
+        uint64_t iters = UINT64_C(1) << (max_depth - d + min_depth);
+        uint64_t chk = 0;
+        for (uint64_t i = 0; i < iters; i++) {
+            Node *tree = bottom_up(d);
+            chk += check(tree);
+            drop_tree(tree);
+        }
+        printf("%llu\t trees of depth %d\t check: %llu\n",
+               (unsigned long long)iters, d, (unsigned long long)chk);
+        ok &= chk == iters * full_tree(d);
+        nodes += chk;
+    }
+
+    c = check(long_lived);
+    printf("long lived tree of depth %d\t check: %llu\n", max_depth,
+           (unsigned long long)c);
+    ok &= c == full_tree(max_depth);
+    nodes += c;
+    drop_tree(long_lived);
+
+    uint64_t elapsed = bench_now_ns() - t0;
+
+    printf("RESULT bench=w1 impl=%s depth=%d nodes=%llu ms=%.3f "
+           "ns_per_node=%.3f",
+           IMPL_NAME, n, (unsigned long long)nodes, bench_ms(elapsed),
+           (double)elapsed / (double)nodes);
+#if BENCH_RCGC
+    /* Trees are acyclic: counting alone must have freed every node. */
+    size_t left_over = rc_live_objects() - live_before;
+    rc_stats st;
+    rc_stats_get(&st);
+    ok &= left_over == 0;
+    printf(" live_after=%zu collections=%llu roots_buffered=%llu gc_ms=%.3f",
+           left_over, (unsigned long long)st.collections,
+           (unsigned long long)st.roots_buffered, bench_ms(st.gc_ns_total));
+#endif
+    printf(" ok=%d\n", ok);
+    return ok ? 0 : 1;
+}
