@@ -6,7 +6,8 @@
 #
 # Options:
 #   --runs N        runs per benchmark (default 3; at least 3 for a median)
-#   --only LIST     comma-separated subset of w1,w2,w3,w4,w5,instr
+#   --only LIST     comma-separated subset of w1,w2,w3,w4,w5,instr (instr:
+#                   callgrind counts for whichever of w2, w4, w5 are chosen)
 #   --no-instr      skip the callgrind instruction counts
 #   --no-install    never install missing Debian packages
 #   --timeout S     seconds one run may take (default 600, quick 120)
@@ -43,7 +44,10 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
-[[ $RUNS =~ ^[0-9]+$ ]] && [ "$RUNS" -ge 1 ] || { echo "run.sh: bad --runs" >&2; exit 2; }
+if ! [[ $RUNS =~ ^[0-9]+$ ]] || [ "$RUNS" -lt 1 ]; then
+    echo "run.sh: bad --runs '$RUNS'" >&2
+    exit 2
+fi
 if [ -z "$TIMEOUT" ]; then
     if [ $QUICK = 1 ]; then TIMEOUT=120; else TIMEOUT=600; fi
 fi
@@ -125,7 +129,7 @@ job() {
 }
 
 define_jobs() {
-    local d impls impl n m s
+    local d impl n m s
     if selected w1; then
         for d in "${W1_DEPTHS[@]}"; do
             for impl in rcgc rcgc_set rcgc_acyclic malloc mimalloc boehm; do
@@ -136,7 +140,7 @@ define_jobs() {
     if selected w2; then
         for s in "${W2_SIZES[@]}"; do
             for impl in rcgc malloc mimalloc boehm; do
-                job w2 "$impl" "r=${s% *};k=${s#* };shape=ring" "w2_$impl" $s
+                job w2 "$impl" "r=${s% *};k=${s#* };shape=ring" "w2_$impl" "${s% *}" "${s#* }"
             done
         done
         job w2x rcgc "r=1;k=$W2X_N;shape=ring" w2_rcgc 1 "$W2X_N"
@@ -145,7 +149,7 @@ define_jobs() {
     if selected w3; then
         for s in "${W3_SIZES[@]}"; do
             for m in default off; do
-                job w3 rcgc "policy=$m;n=${s% *};p=${s#* }" w3_rcgc $s "$m"
+                job w3 rcgc "policy=$m;n=${s% *};p=${s#* }" w3_rcgc "${s% *}" "${s#* }" "$m"
             done
         done
     fi
@@ -213,7 +217,7 @@ run_job() {
     else
         status=ok
     fi
-    if [ $status = ok ] && [ "$wl" = w1 ] &&
+    if [ "$status" = ok ] && [ "$wl" = w1 ] &&
         ! diff -q <(grep -v '^RESULT ' "$out") <(w1_expected "${params#depth=}") >/dev/null; then
         status="fail:output"
     fi
@@ -261,12 +265,17 @@ instr_counts() {
         return
     fi
     local m a b impl s mode x
+    local W5_COLLECT="--collect-atstart=no --toggle-collect=alloc_phase --toggle-collect=free_phase --toggle-collect=churn"
     say "run.sh: instruction counts (callgrind)"
     if selected w4; then
         for m in plain volatile noinline atomic_relaxed atomic_acqrel br_model empty rcgc; do
             impl=c
             [ $m = rcgc ] && impl=rcgc
-            a=$(ir_of "$BIN/w4_pairs" $m 1000000) && b=$(ir_of "$BIN/w4_pairs" $m 2000000) || continue
+            if ! a=$(ir_of "$BIN/w4_pairs" $m 1000000) ||
+                ! b=$(ir_of "$BIN/w4_pairs" $m 2000000); then
+                say "  w4 $m: callgrind failed"
+                continue
+            fi
             x=$(per_unit "$a" "$b" 1000000)
             printf 'w4\t%s\tmode=%s\t%s\n' $impl $m "$x" >>"$INSTR_TSV"
             say "  w4 $m: $x Ir/pair"
@@ -277,10 +286,12 @@ instr_counts() {
             [ -x "$BIN/w5_$impl" ] || continue
             for s in 32 48; do
                 for mode in lifo random churn; do
-                    a=$(CALLGRIND_OPTS="--collect-atstart=no --toggle-collect=alloc_phase --toggle-collect=free_phase --toggle-collect=churn" \
-                        ir_of "$BIN/w5_$impl" $mode $s "$W5_IR_COUNT") &&
-                        b=$(CALLGRIND_OPTS="--collect-atstart=no --toggle-collect=alloc_phase --toggle-collect=free_phase --toggle-collect=churn" \
-                            ir_of "$BIN/w5_$impl" $mode $s $((2 * W5_IR_COUNT))) || continue
+                    # Count only the timed phases, not the shuffle or checks.
+                    if ! a=$(CALLGRIND_OPTS=$W5_COLLECT ir_of "$BIN/w5_$impl" $mode $s "$W5_IR_COUNT") ||
+                        ! b=$(CALLGRIND_OPTS=$W5_COLLECT ir_of "$BIN/w5_$impl" $mode $s $((2 * W5_IR_COUNT))); then
+                        say "  w5 $impl $mode $s: callgrind failed"
+                        continue
+                    fi
                     x=$(per_unit "$a" "$b" "$W5_IR_COUNT")
                     printf 'w5\t%s\tmode=%s;size=%s\t%s\n' $impl $mode $s "$x" >>"$INSTR_TSV"
                     say "  w5 $impl $mode $s: $x Ir/obj"
@@ -293,10 +304,13 @@ instr_counts() {
         local b1 r1 b2 r2
         for impl in rcgc malloc mimalloc boehm; do
             [ -x "$BIN/w2_$impl" ] || continue
-            b1=$(ir_of "$BIN/w2_$impl" 10000 10 stop=build) &&
-                r1=$(ir_of "$BIN/w2_$impl" 10000 10 stop=reclaim) &&
-                b2=$(ir_of "$BIN/w2_$impl" 20000 10 stop=build) &&
-                r2=$(ir_of "$BIN/w2_$impl" 20000 10 stop=reclaim) || continue
+            if ! b1=$(ir_of "$BIN/w2_$impl" 10000 10 stop=build) ||
+                ! r1=$(ir_of "$BIN/w2_$impl" 10000 10 stop=reclaim) ||
+                ! b2=$(ir_of "$BIN/w2_$impl" 20000 10 stop=build) ||
+                ! r2=$(ir_of "$BIN/w2_$impl" 20000 10 stop=reclaim); then
+                say "  w2 $impl: callgrind failed"
+                continue
+            fi
             x=$(awk -v b1="$b1" -v r1="$r1" -v b2="$b2" -v r2="$r2" \
                 'BEGIN { printf "%.2f", ((r2 - b2) - (r1 - b1)) / 100000 }')
             printf 'w2\t%s\tk=10\t%s\n' $impl "$x" >>"$INSTR_TSV"
