@@ -66,8 +66,10 @@ void gc_buffer(rc_state *st, rc__header *h) {
         h->rc++;
         gc_maybe_collect(st);
         h->rc--;
-        if (st->nroots == st->roots_cap)
+        if (st->nroots == st->roots_cap) {
+            st->roots_lost = true;
             return;
+        }
     }
     set_slot(h, st->nroots);
     h->gc |= F_BUFFERED;
@@ -95,6 +97,31 @@ void gc_unbuffer(rc_state *st, rc__header *h) {
     h->gc &= F_FLAGS & ~F_BUFFERED;
 }
 
+/* A root could not be buffered for want of memory: every live object that
+ * can be on a cycle becomes a candidate, found by walking the heap. */
+static void rebuffer_block(void *block, unsigned kind, void *ctx) {
+    rc_state *st = ctx;
+    rc__header *h = hdr_of_block(block, kind);
+#if RCGC_DEBUG
+    if (dbg_of(h)->state != DBG_LIVE)
+        return;
+#endif
+    if (gc_participates(h) && !(h->gc & F_BUFFERED) && h->rc > 0 &&
+        st->nroots < st->roots_cap) {
+        set_slot(h, st->nroots);
+        h->gc |= F_BUFFERED;
+        st->roots[st->nroots++] = h;
+    }
+}
+
+static void gc_rebuffer_all(rc_state *st) {
+    while (st->roots_cap < st->live_cyclic)
+        if (!roots_grow(st))
+            return;
+    mem_foreach(&st->heap, rebuffer_block, st);
+    st->roots_lost = false;
+}
+
 /* The thread's runtime ends: survivors leave the buffer. */
 void gc_forget_roots(rc_state *st) {
     for (size_t i = 0; i < st->nroots; i++)
@@ -106,6 +133,7 @@ void gc_forget_roots(rc_state *st) {
 
 typedef struct gc_pass {
     rc_state *st;
+    rc__header *cur;  /* object being traced, for misuse messages */
     uintptr_t *work;
     size_t top;       /* stack: work[0..top) */
     size_t visited;
@@ -118,6 +146,7 @@ static inline void push(gc_pass *p, rc__header *h, uintptr_t tag) {
 }
 
 static inline void trace(gc_pass *p, rc__header *h, rc_visit_fn fn) {
+    p->cur = h;
     h->type->trace(payload_of(h), fn, p);
 }
 
@@ -199,9 +228,7 @@ static void visit_gray(void *child, void *ctx) {
         /* More edges into c than references to it: a trace that reports
          * an edge twice or one it does not own. */
 #if RCGC_DEBUG
-        dbg_die("rc_collect", child,
-                "count would go below zero: some trace function reports an "
-                "edge it does not own");
+        dbg_bad_trace(p->cur, child);
 #endif
         return;
     }
@@ -378,6 +405,7 @@ static bool gc_finalize_set(gc_pass *p, size_t n) {
         rc__header *h = (rc__header *)set[i];
         if (h->type->finalize && !(h->gc & F_FINALIZED)) {
             h->gc |= F_FINALIZED;
+            st->pass_finalized++;
             h->type->finalize(payload_of(h));
         }
     }
@@ -463,6 +491,8 @@ static size_t gc_free_set(gc_pass *p, size_t n) {
 /* Runs one pass over the buffered candidates; returns objects freed,
  * counting those its releases freed too. */
 static size_t gc_pass_run(rc_state *st) {
+    if (unlikely(st->roots_lost))
+        gc_rebuffer_all(st);
     size_t ncand = st->nroots;
     if (ncand == 0)
         return 0;
@@ -481,7 +511,7 @@ static size_t gc_pass_run(rc_state *st) {
     for (size_t i = 0; i < ncand; i++)
         cand[i]->gc &= F_FLAGS & ~F_BUFFERED;
 
-    gc_pass p = {st, st->work, 0, 0, false};
+    gc_pass p = {st, NULL, st->work, 0, 0, false};
     for (size_t i = 0; i < ncand; i++)
         gc_mark_gray(&p, cand[i]);
     for (size_t i = 0; i < ncand; i++)
@@ -533,7 +563,12 @@ size_t rc_collect(void) {
         return 0;
     uint64_t freed0 = st->stats.objects_freed;
     st->pass_due = false;
-    while (gc_pass_run(st) > 0) {
+    /* Until a pass neither frees nor finalizes anything: what finalizers
+     * release may be new garbage even when they resurrect their object. */
+    for (;;) {
+        st->pass_finalized = 0;
+        if (gc_pass_run(st) == 0 && st->pass_finalized == 0)
+            break;
     }
     return (size_t)(st->stats.objects_freed - freed0);
 }

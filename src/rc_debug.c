@@ -50,6 +50,18 @@ void dbg_die(const char *op, const void *obj, const char *what) {
     abort();
 }
 
+/* A pass found more edges into `child` than its count: the trace of
+ * `parent`'s type reports an edge twice, or one it does not own. */
+void dbg_bad_trace(rc__header *parent, void *child) {
+    const rc_type *t = parent ? parent->type : NULL;
+    const rc_type *ct = hdr_of(child)->type;
+    write_line("rcgc: rc_collect: count of %p (type '%s') would go below zero: "
+               "trace of type '%s' reports an edge it does not own",
+               child, ct && ct->name ? ct->name : "?",
+               t && t->name ? t->name : "?");
+    abort();
+}
+
 void dbg_assert_fail(const char *expr, const char *file, int line) {
     write_line("rcgc: internal check failed: %s (%s:%d)", expr, file, line);
     abort();

@@ -186,6 +186,8 @@ typedef struct rc_state {
     bool freeing;            /* draining pending: frees are queued */
     bool in_pass;
     bool pass_due;           /* a threshold was reached while busy */
+    bool roots_lost;
+    size_t pass_finalized;   /* finalizers run by the current pass */         /* a root went unbuffered for want of memory */
 
     rc_stats stats;
     mem_heap heap;
@@ -225,6 +227,7 @@ uint64_t gc_now_ns(void);
 
 rc_cold rc_noreturn void dbg_die(const char *op, const void *obj,
                                  const char *what);
+rc_cold rc_noreturn void dbg_bad_trace(rc__header *parent, void *child);
 rc_cold rc_noreturn void dbg_assert_fail(const char *expr, const char *file,
                                          int line);
 #if RCGC_DEBUG

@@ -155,6 +155,14 @@ void obj_kill(rc_state *st, rc__header *h) {
 
 /* Releases one reference held by a dying object or a garbage set. */
 void obj_release_child(rc_state *st, rc__header *c) {
+#if RCGC_DEBUG
+    if (dbg_of(c)->state != DBG_LIVE)
+        dbg_die("rc_release", payload_of(c),
+                dbg_of(c)->state == DBG_FREED
+                    ? "object already freed (released by hand and by trace?)"
+                    : "count underflow (a finalizer or dispose released a "
+                      "traced child?)");
+#endif
     if (unlikely(c->gc & F_IMMORTAL))
         return;
     if (--c->rc == 0)

@@ -1,0 +1,119 @@
+/* test_oom.c: allocation failure injected at every allocation of a scenario
+ * returns NULL, leaks nothing and leaves the runtime usable. */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+
+#include "helpers.h"
+
+/* A process allocator that fails the n-th request after arming and keeps a
+ * byte balance. */
+static long fail_at = -1, calls;
+static long long outstanding;
+static int failures;
+
+static void *test_alloc(size_t size, void *ud) {
+    (void)ud;
+    if (fail_at >= 0 && ++calls == fail_at) {
+        failures++;
+        return NULL;
+    }
+    void *p = malloc(size);
+    if (p)
+        outstanding += (long long)size;
+    return p;
+}
+
+static void test_free(void *p, size_t size, void *ud) {
+    (void)ud;
+    outstanding -= (long long)size;
+    free(p);
+}
+
+static const rc_allocator failing = {test_alloc, test_free, NULL};
+
+/* Builds cycles, chains, weak references and large objects, checking every
+ * allocation; whatever failed is simply skipped. */
+static void scenario(void) {
+    tnode *ring = NULL, *prev = NULL;
+    for (int i = 0; i < 40; i++) {
+        tnode *n = rc_new(tnode, &tnode_type);
+        if (n == NULL)
+            continue;
+        if (ring == NULL)
+            ring = rc_retain(n);
+        if (prev)
+            th_link(prev, 0, n);
+        rc_set((void **)&prev, n);
+        rc_release(n);
+    }
+    if (prev && ring)
+        th_link(prev, 0, ring);
+    rc_release(prev);
+    rc_weak *w = ring ? rc_weak_new(ring) : NULL;
+    tflex *big = rc_alloc_extra(&tflex_type, 600 * sizeof(void *));
+    if (big) {
+        big->n = 600;
+        big->items[0] = rc_retain(ring);
+        big->items[1] = rc_retain(big); /* self cycle through a large object */
+    }
+    tvec *v = tvec_new(4);
+    if (v && big)
+        v->items[0] = rc_retain(big);
+    rc_release(big);
+    rc_release(v);
+    rc_release(ring);
+    rc_collect();
+    rc_collect(); /* a first pass may have lacked memory */
+    cr_assert_eq(rc_live_objects(), 0);
+    cr_assert_null(rc_weak_get(w));
+    rc_weak_free(w);
+}
+
+Test(oom, every_allocation_failure_is_survived, .timeout = 120) {
+    cr_assert_eq(rc_set_allocator(&failing), 0);
+    int n;
+    for (n = 1; n < 5000; n++) {
+        calls = 0;
+        failures = 0;
+        fail_at = n;
+        scenario();
+        fail_at = -1;
+        rc_thread_exit();
+        cr_assert_eq(outstanding, 0, "failing allocation %d leaked %lld bytes",
+                     n, outstanding);
+        if (failures == 0)
+            break; /* the scenario no longer reaches the n-th allocation */
+    }
+    cr_assert_gt(n, 5, "the scenario allocates");
+    cr_assert_lt(n, 5000);
+}
+
+Test(oom, allocator_is_fixed_after_first_allocation) {
+    cr_assert_eq(rc_set_allocator(&failing), 0);
+    tnode *n = rc_new(tnode, &tnode_type);
+    cr_assert_eq(rc_set_allocator(NULL), -1);
+    cr_assert_eq(rc_set_allocator(&failing), -1);
+    cr_assert_gt(outstanding, 0, "object memory came from the allocator");
+    rc_release(n);
+    rc_thread_exit();
+    cr_assert_eq(outstanding, 0);
+}
+
+Test(oom, allocator_without_functions_is_refused) {
+    rc_allocator bad = {NULL, test_free, NULL};
+    cr_assert_eq(rc_set_allocator(&bad), -1);
+    cr_assert_eq(rc_set_allocator(NULL), 0);
+}
+
+Test(oom, failed_state_creation_returns_null_then_recovers) {
+    cr_assert_eq(rc_set_allocator(&failing), 0);
+    calls = 0;
+    fail_at = 1;
+    cr_assert_null(rc_new(tnode, &tnode_type));
+    cr_assert_eq(rc_live_objects(), 0);
+    tnode *n = rc_new(tnode, &tnode_type);
+    cr_assert_not_null(n);
+    rc_release(n);
+    rc_thread_exit();
+    cr_assert_eq(outstanding, 0);
+}
