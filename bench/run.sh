@@ -11,6 +11,8 @@
 #   --no-instr      skip the callgrind instruction counts
 #   --no-install    never install missing Debian packages
 #   --timeout S     seconds one run may take (default 600, quick 120)
+#   --snapshot REV  build the committed tree REV (e.g. HEAD) instead of the
+#                   working tree, so edits in progress cannot leak in
 #
 # It configures a release build (-O2) in build-bench/ (or $RCGC_BENCH_BUILD),
 # runs every benchmark round-robin, each under /usr/bin/time, and writes to
@@ -28,6 +30,7 @@ RUNS=3
 ONLY=w1,w2,w3,w4,w5,instr
 INSTALL=1
 TIMEOUT=
+SNAPSHOT=
 
 usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; }
 
@@ -39,6 +42,7 @@ while [ $# -gt 0 ]; do
     --no-instr) ONLY=${ONLY//instr/} ;;
     --no-install) INSTALL=0 ;;
     --timeout) TIMEOUT=$2; shift ;;
+    --snapshot) SNAPSHOT=$2; shift ;;
     -h | --help) usage; exit 0 ;;
     *) echo "run.sh: unknown option '$1'" >&2; usage >&2; exit 2 ;;
     esac
@@ -99,9 +103,25 @@ ensure_tools() {
 
 # ---- build -----------------------------------------------------------------
 
+# What was measured, for the report: a commit, and whether the working tree
+# differed from it.
+REVISION=
 build() {
-    say "run.sh: building release (-O2) in $BUILD"
-    cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release \
+    local src=$ROOT
+    if [ -n "$SNAPSHOT" ]; then
+        src=$BUILD-src
+        rm -rf "$src"
+        mkdir -p "$src"
+        git -C "$ROOT" archive "$SNAPSHOT" | tar -x -C "$src"
+        REVISION="$(git -C "$ROOT" rev-parse --short "$SNAPSHOT") (snapshot)"
+    else
+        REVISION=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')
+        if [ -n "$(git -C "$ROOT" status --porcelain -- src include CMakeLists.txt bench/*.c bench/*.h 2>/dev/null)" ]; then
+            REVISION="$REVISION + uncommitted changes"
+        fi
+    fi
+    say "run.sh: building release (-O2) of $REVISION in $BUILD"
+    cmake -S "$src" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release \
         -DCMAKE_C_FLAGS_RELEASE="-O2 -DNDEBUG" -DRCGC_BUILD_BENCH=ON \
         -DRCGC_BUILD_TESTS=OFF -DRCGC_BUILD_SAMPLES=OFF -DRCGC_INSTALL=OFF \
         -DRCGC_DEBUG=OFF -DRCGC_STRESS=OFF >"$LOGS/cmake.log" 2>&1 ||
@@ -343,7 +363,7 @@ report() {
     local title
     title="Mode: $MODE_NAME, $RUNS runs per row. $(date -u '+%Y-%m-%d %H:%M UTC'); \
 $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //') ($(nproc) cores); \
-Linux $(uname -r); $(gcc --version | head -1); rcgc $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')."
+Linux $(uname -r); $(gcc --version | head -1); rcgc $REVISION."
     awk -v csv="$RESULTS/results.csv" -v md="$RESULTS/results.md" \
         -v dat="$RESULTS/w3.dat" -v instr="$INSTR_TSV" -v title="$title" \
         -f "$ROOT/bench/report.awk" "$INSTR_TSV" "$RUNS_TSV"
