@@ -121,6 +121,12 @@ build() {
         fi
     fi
     say "run.sh: building release (-O2) of $REVISION in $BUILD"
+    # A build directory remembers its source tree; switching between the
+    # working tree and a snapshot needs a fresh cache.
+    if [ -f "$BUILD/CMakeCache.txt" ] &&
+        ! grep -qx "CMAKE_HOME_DIRECTORY:INTERNAL=$src" "$BUILD/CMakeCache.txt"; then
+        rm -rf "$BUILD/CMakeCache.txt" "$BUILD/CMakeFiles"
+    fi
     cmake -S "$src" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release \
         -DCMAKE_C_FLAGS_RELEASE="-O2 -DNDEBUG" -DRCGC_BUILD_BENCH=ON \
         -DRCGC_BUILD_TESTS=OFF -DRCGC_BUILD_SAMPLES=OFF -DRCGC_INSTALL=OFF \
@@ -363,7 +369,8 @@ report() {
     local title
     title="Mode: $MODE_NAME, $RUNS runs per row. $(date -u '+%Y-%m-%d %H:%M UTC'); \
 $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //') ($(nproc) cores); \
-Linux $(uname -r); $(gcc --version | head -1); rcgc $REVISION."
+Linux $(uname -r); $(gcc --version | head -1); rcgc $REVISION; \
+load average at start $LOAD_START, at end $(cut -d' ' -f1 /proc/loadavg)."
     awk -v csv="$RESULTS/results.csv" -v md="$RESULTS/results.md" \
         -v dat="$RESULTS/w3.dat" -v instr="$INSTR_TSV" -v title="$title" \
         -f "$ROOT/bench/report.awk" "$INSTR_TSV" "$RUNS_TSV"
@@ -406,6 +413,11 @@ INSTR_TSV=$RESULTS/instr.tsv
 : >"$INSTR_TSV"
 
 START=$(date +%s)
+# Other work on the machine shows up as noise in every number: say so.
+LOAD_START=$(cut -d' ' -f1 /proc/loadavg)
+if awk -v l="$LOAD_START" -v c="$(nproc)" 'BEGIN { exit !(l > c / 2) }'; then
+    say "run.sh: warning: load average $LOAD_START on $(nproc) cores; timings will be noisy"
+fi
 ensure_tools
 build
 define_jobs
