@@ -360,7 +360,7 @@ set logscale x 2
 set yrange [0:*]
 set key top left
 set grid
-plot '$RESULTS/w3.dat' using 1:2 with linespoints lw 2 pt 7 title 'default threshold', \
+plot '$RESULTS/w3.dat' using 1:2:xtic(sprintf('%.0fk', \$1 / 1000)) with linespoints lw 2 pt 7 title 'default threshold', \
      '' using 1:3 with linespoints lw 2 pt 5 title 'rc_set_threshold(0) during the walk'
 EOF
 }
