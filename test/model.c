@@ -26,6 +26,16 @@
 
 #include <rcgc.h>
 
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#define MODEL_ON_VALGRIND() (RUNNING_ON_VALGRIND != 0)
+#endif
+#endif
+#ifndef MODEL_ON_VALGRIND
+#define MODEL_ON_VALGRIND() 0
+#endif
+
 /* --------------------------------------------------------------- payloads */
 
 #define MAGIC_LIVE 0x6d6f646cu /* written at allocation */
@@ -629,6 +639,8 @@ static void check(model *m, bool after_collect) {
         nalive += check_object(m, id, after_collect);
     if (m->failed)
         return;
+    if (nalive > m->st->peak_live)
+        m->st->peak_live = nalive;
     size_t live = rc_live_objects();
     if (live != m->baseline + nalive)
         fail(m, "rc_live_objects() %zu, model %zu (+%zu from before the "
@@ -1089,7 +1101,9 @@ void model_params_small(model_params *out) {
     out->min_ops = 100;
     out->max_ops = 400;
     out->check_every = 1;
-    out->immortal_every = 8;
+    /* Immortal objects are leaked on purpose, and valgrind would report
+     * them once the helper thread's runtime is gone. */
+    out->immortal_every = MODEL_ON_VALGRIND() ? 0 : 8;
 }
 
 void model_params_large(model_params *out) {
@@ -1243,6 +1257,8 @@ static void merge_stats(model_stats *out, const model_stats *in) {
     out->immortal += in->immortal;
     out->auto_windows += in->auto_windows;
     out->leaked += in->leaked;
+    if (in->peak_live > out->peak_live)
+        out->peak_live = in->peak_live;
 }
 
 uint64_t model_run_split(const model_params *p, uint64_t seed, uint64_t first,

@@ -227,8 +227,9 @@ int main(int argc, char **argv) {
     fprintf(stderr, "random-driver: ops=%" PRIu64 " allocated=%" PRIu64
             " collects=%" PRIu64 " collected=%" PRIu64 " finalized=%" PRIu64
             " resurrected=%" PRIu64 " immortal=%" PRIu64 " leaked=%" PRIu64
-            "\n", st.ops, st.allocated, st.collects, st.collected,
-            st.finalized, st.resurrected, st.immortal, st.leaked);
+            " peak=%" PRIu64 "\n", st.ops, st.allocated, st.collects,
+            st.collected, st.finalized, st.resurrected, st.immortal, st.leaked,
+            st.peak_live);
     printf("random-driver: %" PRIu64 " passed, %" PRIu64 " failed\n",
            st.graphs - st.failed, st.failed);
     return st.failed ? 1 : 0;

@@ -21,7 +21,7 @@
 
 #define SMALL_GRAPHS 10000u
 #define SMALL_GRAPHS_MIN 1000u
-#define LARGE_GRAPHS 24u
+#define LARGE_GRAPHS 48u
 #define LARGE_GRAPHS_MIN 2u
 
 static uint64_t run_seed(void) {
@@ -60,8 +60,9 @@ static void run_checked(const char *label, const model_params *p,
     fprintf(stderr, "%s: ops=%" PRIu64 " allocated=%" PRIu64
             " collects=%" PRIu64 " collected=%" PRIu64 " finalized=%" PRIu64
             " resurrected=%" PRIu64 " immortal=%" PRIu64 " leaked=%" PRIu64
-            "\n", label, st.ops, st.allocated, st.collects, st.collected,
-            st.finalized, st.resurrected, st.immortal, st.leaked);
+            " peak=%" PRIu64 "\n", label, st.ops, st.allocated, st.collects,
+            st.collected, st.finalized, st.resurrected, st.immortal, st.leaked,
+            st.peak_live);
     cr_assert_eq(st.failed, 0,
                  "%s: seed=%" PRIu64 " graph=%" PRIu64 ": %s "
                  "(replay: RCGC_SEED=%" PRIu64 ")", label, seed,
