@@ -270,13 +270,14 @@ typedef struct rc__header {
 #define RC__F_BUFFERED 0x04u /* in the candidate-root buffer */
 #define RC__F_ACYCLIC 0x08u  /* never buffered, never scanned */
 #define RC__F_IMMORTAL 0x10u /* count saturated: never freed */
+/* Where a saturated count is parked: far from both 0 and wrap-around. */
+#define RC__IMMORTAL_COUNT 0xc0000000u
 /* A release that leaves the count above zero buffers the object unless one
  * of these is set: one test on the hot path. */
 #define RC__F_NOBUFFER (RC__F_BUFFERED | RC__F_ACYCLIC | RC__F_IMMORTAL)
 
 RCGC_API void rc__release_zero(rc__header *h);
 RCGC_API void rc__buffer(rc__header *h);
-RCGC_API void rc__saturate(rc__header *h);
 RCGC_API void *rc__alloc_at(const rc_type *type, size_t extra,
                             const char *file, int line);
 RCGC_API void rc__retain_checked(void *obj);
@@ -288,8 +289,10 @@ static inline void *rc_retain(void *obj) {
 #else
     if (RC__LIKELY(obj != NULL)) {
         rc__header *h = (rc__header *)obj - 1;
-        if (RC__UNLIKELY(++h->rc == 0))
-            rc__saturate(h);
+        if (RC__UNLIKELY(++h->rc == 0)) { /* saturated: immortal for good */
+            h->rc = RC__IMMORTAL_COUNT;
+            h->gc |= RC__F_IMMORTAL;
+        }
     }
 #endif
     return obj;

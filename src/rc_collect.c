@@ -196,9 +196,26 @@ static void dbg_see(rc__header *h) {
     seen[nseen++] = (dbg_seen){h, h->rc};
 }
 
-/* After the scan every reached object is black with its count exactly as
- * before the pass, or white with a count of zero. */
+static void dbg_edge_from_white(void *child, void *ctx) {
+    int delta = *(int *)ctx;
+    if (child != NULL && gc_participates(hdr_of(child)) &&
+        colour_of(hdr_of(child)) == C_BLACK)
+        hdr_of(child)->rc += (uint32_t)delta;
+}
+
+static void dbg_white_edges(int delta) {
+    for (size_t i = 0; i < nseen; i++)
+        if (colour_of(seen[i].h) == C_WHITE)
+            seen[i].h->type->trace(payload_of(seen[i].h), dbg_edge_from_white,
+                                   &delta);
+}
+
+/* After the scan every reached object is white with a count of zero, or
+ * black with its count as before the pass less the edges coming from white
+ * objects (the garbage's references, dropped for good). */
 static void dbg_check_scan(void) {
+    if (!seen_lost)
+        dbg_white_edges(+1);
     for (size_t i = 0; !seen_lost && i < nseen; i++) {
         rc__header *h = seen[i].h;
         if (colour_of(h) == C_BLACK ? h->rc != seen[i].rc : h->rc != 0)
@@ -207,6 +224,8 @@ static void dbg_check_scan(void) {
                     "trace of an object pointing to it, misses or invents an "
                     "edge");
     }
+    if (!seen_lost)
+        dbg_white_edges(-1);
     mem_sys_free(seen, seen_cap * sizeof *seen);
     seen = NULL;
     nseen = seen_cap = 0;
@@ -244,8 +263,8 @@ static void visit_gray(void *child, void *ctx) {
 }
 
 static void gc_mark_gray(gc_pass *p, rc__header *root) {
-    if (colour_of(root) == C_GRAY)
-        return;
+    if (colour_of(root) == C_GRAY || !gc_participates(root))
+        return; /* immortal since it was buffered: not a candidate now */
     DBG_SEE(root);
     set_colour(root, C_GRAY);
     p->visited++;
@@ -288,7 +307,7 @@ static void visit_scan(void *child, void *ctx) {
 /* gc_scan and gc_scan_black share one stack: a tagged entry is an object
  * already blackened whose children must be restored. */
 static void gc_scan(gc_pass *p, rc__header *root) {
-    if (colour_of(root) != C_GRAY)
+    if (colour_of(root) != C_GRAY || !gc_participates(root))
         return;
     set_colour(root, C_QUEUED);
     push(p, root, 0);
@@ -331,7 +350,7 @@ static void visit_white(void *child, void *ctx) {
 }
 
 static void gc_collect_white(gc_set *s, rc__header *root) {
-    if (colour_of(root) != C_WHITE)
+    if (colour_of(root) != C_WHITE || !gc_participates(root))
         return;
     set_colour(root, C_GRAY); /* gray now marks membership of the set */
     s->p->work[--s->sp] = (uintptr_t)root;

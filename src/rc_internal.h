@@ -62,7 +62,7 @@
 #define F_FLAGS 0xffu
 #define SLOT_SHIFT 8
 #define SLOT_OVERFLOW 0xffffffu
-#define RC_IMMORTAL_COUNT 0xc0000000u
+#define RC_IMMORTAL_COUNT RC__IMMORTAL_COUNT
 
 static inline rc__header *hdr_of(const void *obj) {
     return (rc__header *)obj - 1;
@@ -200,7 +200,9 @@ typedef struct rc_state {
     struct rc_state *next_orphan;
 } rc_state;
 
-extern _Thread_local rc_state *rc_tls_state;
+/* initial-exec: one instruction to reach, also from the shared library. */
+extern _Thread_local rc_state *rc_tls_state
+    __attribute__((tls_model("initial-exec")));
 rc_state *st_create(void);
 
 static inline rc_state *st_get(void) {

@@ -78,17 +78,6 @@ void *rc_alloc_extra(const rc_type *type, size_t extra) {
 
 /* ------------------------------------------------------- counting */
 
-/* A retain wrapped the count to zero: the object becomes immortal. */
-void rc__saturate(rc__header *h) {
-    rc_state *st = rc_tls_state;
-    if (h->gc & F_BUFFERED)
-        gc_unbuffer(st, h);
-    if (gc_participates(h) && st)
-        st->live_cyclic--;
-    h->gc |= F_IMMORTAL;
-    h->rc = RC_IMMORTAL_COUNT;
-}
-
 void rc__release_zero(rc__header *h) {
     if (unlikely(h->gc & F_IMMORTAL)) {
         h->rc = RC_IMMORTAL_COUNT; /* sticky: drifted down, never freed */
@@ -272,8 +261,10 @@ void rc__retain_checked(void *obj) {
     check_live("rc_retain", obj);
 #endif
     rc__header *h = hdr_of(obj);
-    if (unlikely(++h->rc == 0))
-        rc__saturate(h);
+    if (unlikely(++h->rc == 0)) {
+        h->rc = RC_IMMORTAL_COUNT;
+        h->gc |= F_IMMORTAL;
+    }
 }
 
 void rc__release_checked(void *obj) {

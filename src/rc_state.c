@@ -11,7 +11,8 @@
 
 #include "rc_internal.h"
 
-_Thread_local rc_state *rc_tls_state;
+_Thread_local rc_state *rc_tls_state
+    __attribute__((tls_model("initial-exec")));
 
 static pthread_key_t st_key;
 static pthread_once_t st_key_once = PTHREAD_ONCE_INIT;

@@ -2,11 +2,21 @@
  *
  * A side table (uthash, keyed by header address) maps each object that has
  * weak references to the list of its handles; the header's F_WEAK flag says
- * whether an entry exists, so objects without weak references pay nothing.
- * Clearing an object's weak references sets every handle's target to NULL
- * and drops the entry; handles live on until rc_weak_free().
+ * whether an entry exists, so objects without weak references pay nothing:
+ * no table lookup on any path unless the flag is set. Clearing an object's
+ * weak references sets every handle's target to NULL and drops the entry;
+ * handles live on until rc_weak_free().
  *
- * Invariant: F_WEAK set  <=>  an entry with at least one handle exists.
+ * Who clears: obj_kill() when a count reaches zero, before the finalizer;
+ * obj_finalize() again after it, for references the finalizer made; the
+ * collector for every member of a garbage set before any finalizer of the
+ * set, and again before reclaiming, for references its finalizers made.
+ * rc_thread_exit() clears those left to survivors (wk_detach_all).
+ *
+ * Invariants:
+ *   - F_WEAK set  <=>  an entry with at least one handle exists;
+ *   - a handle's obj is NULL, or a live object of handle->st whose entry
+ *     lists the handle.
  */
 #include "rc_uthash.h"
 
@@ -14,7 +24,7 @@ _Thread_local int rc_uthash_oom;
 
 struct rc_weak {
     void *obj;            /* NULL once the object is gone */
-    rc_state *st;
+    rc_state *st;         /* the runtime obj belongs to */
     rc_weak *prev, *next; /* the entry's handles */
 };
 
@@ -24,9 +34,30 @@ struct wk_entry {
     UT_hash_handle hh;
 };
 
+/* ------------------------------------------------------- the table */
+
 static wk_entry *wk_find(rc_state *st, rc__header *h) {
     wk_entry *e = NULL;
     HASH_FIND_PTR(st->weak, &h, e);
+    return e;
+}
+
+/* The entry for h, made if h has none yet; NULL without memory. */
+static wk_entry *wk_entry_of(rc_state *st, rc__header *h) {
+    if (h->gc & F_WEAK)
+        return wk_find(st, h);
+    wk_entry *e = mem_sys_alloc(sizeof *e);
+    if (e == NULL)
+        return NULL;
+    memset(e, 0, sizeof *e);
+    e->key = h;
+    rc_uthash_oom = 0;
+    HASH_ADD_PTR(st->weak, key, e);
+    if (rc_uthash_oom) { /* uthash took it back out */
+        mem_sys_free(e, sizeof *e);
+        return NULL;
+    }
+    h->gc |= F_WEAK;
     return e;
 }
 
@@ -36,33 +67,46 @@ static void wk_drop_entry(rc_state *st, wk_entry *e) {
     mem_sys_free(e, sizeof *e);
 }
 
+static void wk_unlink(wk_entry *e, rc_weak *w) {
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        e->handles = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+}
+
+/* ------------------------------------------------------- API */
+
+#if RCGC_DEBUG
+/* A weak reference to a freed or dying object would dangle at once. */
+static void wk_check_target(rc_state *st, void *obj) {
+    obj_debug *d = dbg_of(hdr_of(obj));
+    if (d->state == DBG_FREED)
+        dbg_die("rc_weak_new", obj, "object already freed");
+    if (d->state != DBG_LIVE)
+        dbg_die("rc_weak_new", obj, "object is dying (count reached zero)");
+    if (d->owner != st)
+        dbg_die("rc_weak_new", obj, "object belongs to another thread");
+}
+#endif
+
 rc_weak *rc_weak_new(void *obj) {
     if (obj == NULL)
         return NULL;
     rc_state *st = st_get();
     if (st == NULL)
         return NULL;
-    rc__header *h = hdr_of(obj);
+#if RCGC_DEBUG
+    wk_check_target(st, obj);
+#endif
     rc_weak *w = mem_sys_alloc(sizeof *w);
     if (w == NULL)
         return NULL;
-    wk_entry *e = (h->gc & F_WEAK) ? wk_find(st, h) : NULL;
+    wk_entry *e = wk_entry_of(st, hdr_of(obj));
     if (e == NULL) {
-        e = mem_sys_alloc(sizeof *e);
-        if (e == NULL) {
-            mem_sys_free(w, sizeof *w);
-            return NULL;
-        }
-        memset(e, 0, sizeof *e);
-        e->key = h;
-        rc_uthash_oom = 0;
-        HASH_ADD_PTR(st->weak, key, e);
-        if (rc_uthash_oom) {
-            mem_sys_free(e, sizeof *e);
-            mem_sys_free(w, sizeof *w);
-            return NULL;
-        }
-        h->gc |= F_WEAK;
+        mem_sys_free(w, sizeof *w);
+        return NULL;
     }
     w->obj = obj;
     w->st = st;
@@ -83,21 +127,20 @@ void rc_weak_free(rc_weak *w) {
         return;
     if (w->obj != NULL) {
         wk_entry *e = wk_find(w->st, hdr_of(w->obj));
-        if (w->prev)
-            w->prev->next = w->next;
-        else
-            e->handles = w->next;
-        if (w->next)
-            w->next->prev = w->prev;
+        rc_assert_internal(e != NULL);
+        wk_unlink(e, w);
         if (e->handles == NULL)
             wk_drop_entry(w->st, e);
     }
     mem_sys_free(w, sizeof *w);
 }
 
-/* The object is dying: its weak references now answer NULL. */
+/* ------------------------------------------------------- clearing */
+
+/* The object is dying: its weak references answer NULL from now on. */
 void wk_clear(rc_state *st, rc__header *h) {
     wk_entry *e = wk_find(st, h);
+    rc_assert_internal(e != NULL);
     if (e == NULL) {
         h->gc &= ~F_WEAK;
         return;
@@ -107,7 +150,8 @@ void wk_clear(rc_state *st, rc__header *h) {
     wk_drop_entry(st, e);
 }
 
-/* The thread's runtime ends: weak references to survivors are cleared. */
+/* The thread's runtime ends: weak references to survivors are cleared, so
+ * that no handle keeps a pointer into a runtime state that is gone. */
 void wk_detach_all(rc_state *st) {
     wk_entry *e, *tmp;
     HASH_ITER(hh, st->weak, e, tmp) {

@@ -194,10 +194,14 @@ Test(count, rc_auto_releases_at_scope_exit) {
 #endif
 }
 
+/* Immortal objects are never freed; tests keep them reachable, as a
+ * program keeps its static objects. */
+static void *immortals[4];
+
 /* Saturation: a count driven past 2^32-1 makes the object immortal. */
 Test(count, overflow_saturates_to_immortal) {
     th_reset();
-    tnode *n = rc_new(tnode, &tnode_type);
+    tnode *n = immortals[0] = rc_new(tnode, &tnode_type);
     rc__header *h = (rc__header *)n - 1;
     h->rc = UINT32_MAX - 3; /* as if 4 billion retains had happened */
     for (int i = 0; i < 10; i++)
@@ -213,7 +217,7 @@ Test(count, overflow_saturates_to_immortal) {
 
 /* Immortal objects are never freed, even when released 2^32 times. */
 Test(count, immortal_survives_count_drift_to_zero) {
-    tnode *n = rc_new(tnode, &tnode_type);
+    tnode *n = immortals[1] = rc_new(tnode, &tnode_type);
     rc__header *h = (rc__header *)n - 1;
     h->rc = UINT32_MAX;
     rc_retain(n);

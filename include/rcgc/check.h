@@ -5,12 +5,18 @@
  * @code
  *   rc_checkpoint cp = rc_check_begin();
  *   ... code under test ...
- *   assert(RC_CHECK_NO_LEAKS(cp));   // or cr_assert(...), TEST_ASSERT(...)
+ *   if (!RC_CHECK_NO_LEAKS(cp))      // or cr_assert(RC_CHECK_NO_LEAKS(cp))
+ *       return EXIT_FAILURE;
  * @endcode
  *
- * The check runs a full collection first, so garbage cycles do not count as
- * leaks; what is still alive beyond the checkpoint is reported on stderr
- * with rc_leak_report().
+ * Both ends run a full collection first, so garbage cycles do not count as
+ * leaks. The check compares live-object counts of the calling thread, not
+ * identities: an object alive at the checkpoint and freed since makes room
+ * for one new leak. When the count grew, the check prints
+ * "file:line: N rcgc objects leaked" and the leak report (every live object,
+ * see rc_leak_report()) on stderr.
+ *
+ * Do not put the check inside assert(): with NDEBUG it would not run.
  */
 #ifndef RCGC_CHECK_H
 #define RCGC_CHECK_H
@@ -26,7 +32,10 @@ typedef struct rc_checkpoint {
     size_t live;
 } rc_checkpoint;
 
-/** Marks the point a later rc_check_leaks() compares with. */
+/**
+ * Collects garbage, then records the live-object count a later
+ * rc_check_leaks() compares with.
+ */
 static inline rc_checkpoint rc_check_begin(void) {
     rc_checkpoint cp;
     rc_collect();
@@ -35,19 +44,23 @@ static inline rc_checkpoint rc_check_begin(void) {
 }
 
 /**
- * Collects, then counts the objects alive beyond those of the checkpoint.
+ * Collects garbage, then counts the objects alive beyond those of the
+ * checkpoint.
+ * @param cp   from rc_check_begin() on the same thread.
+ * @param file @param line where the check stands, for the message.
  * @return 0 when nothing leaked; otherwise the number of extra live objects,
  *         after printing "file:line: N rcgc objects leaked" and the leak
  *         report to stderr.
  */
 static inline size_t rc_check_leaks(rc_checkpoint cp, const char *file,
                                     int line) {
+    size_t live;
     rc_collect();
-    size_t live = rc_live_objects();
+    live = rc_live_objects();
     if (live <= cp.live)
         return 0;
-    fprintf(stderr, "%s:%d: %zu rcgc objects leaked\n", file, line,
-            live - cp.live);
+    fprintf(stderr, "%s:%d: %zu rcgc object%s leaked\n", file, line,
+            live - cp.live, live - cp.live == 1 ? "" : "s");
     rc_leak_report(stderr);
     return live - cp.live;
 }
