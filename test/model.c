@@ -1008,6 +1008,12 @@ static void reset_graph(model *m) {
     }
 }
 
+static uint64_t collections(void) {
+    rc_stats s;
+    rc_stats_get(&s);
+    return s.collections + 1; /* never 0: 0 means "not counting" */
+}
+
 /* Runs the graph the source describes. `expect_live` is what
  * rc_live_objects() must be before it; *leaked gets the objects it leaves
  * alive on purpose. Returns whether a mismatch was found. */
@@ -1021,7 +1027,11 @@ static bool run_graph(model *m, size_t expect_live, size_t *leaked) {
              m->baseline, expect_live);
     unsigned nops = draw_mix(m);
     for (; m->op < nops && !m->failed && !m->s.exhausted; m->op++) {
-        run_op(m, draw_op(m));
+        unsigned op = draw_op(m);
+        uint64_t passes = m->auto_left > 0 ? collections() : 0;
+        run_op(m, op);
+        if (passes != 0 && op != OP_COLLECT)
+            m->st->auto_passes += collections() - passes;
         if (m->auto_left > 0 && --m->auto_left == 0)
             rc_set_threshold(0);
         m->st->ops++;
@@ -1256,6 +1266,7 @@ static void merge_stats(model_stats *out, const model_stats *in) {
     out->resurrected += in->resurrected;
     out->immortal += in->immortal;
     out->auto_windows += in->auto_windows;
+    out->auto_passes += in->auto_passes;
     out->leaked += in->leaked;
     if (in->peak_live > out->peak_live)
         out->peak_live = in->peak_live;

@@ -62,6 +62,7 @@ typedef struct model_stats {
     uint64_t graphs, failed;
     uint64_t ops, collects, collected, allocated;
     uint64_t finalized, resurrected, immortal, auto_windows;
+    uint64_t auto_passes;  /* passes the runtime ran on its own */
     uint64_t leaked;       /* objects left alive on purpose (immortal) */
     uint64_t peak_live;    /* most objects of one graph alive at a check */
     uint64_t first_failed_graph;

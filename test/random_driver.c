@@ -227,9 +227,10 @@ int main(int argc, char **argv) {
     fprintf(stderr, "random-driver: ops=%" PRIu64 " allocated=%" PRIu64
             " collects=%" PRIu64 " collected=%" PRIu64 " finalized=%" PRIu64
             " resurrected=%" PRIu64 " immortal=%" PRIu64 " leaked=%" PRIu64
-            " peak=%" PRIu64 "\n", st.ops, st.allocated, st.collects,
-            st.collected, st.finalized, st.resurrected, st.immortal, st.leaked,
-            st.peak_live);
+            " peak=%" PRIu64 " auto-passes=%" PRIu64 "\n", st.ops,
+            st.allocated, st.collects, st.collected, st.finalized,
+            st.resurrected, st.immortal, st.leaked, st.peak_live,
+            st.auto_passes);
     printf("random-driver: %" PRIu64 " passed, %" PRIu64 " failed\n",
            st.graphs - st.failed, st.failed);
     return st.failed ? 1 : 0;

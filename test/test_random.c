@@ -60,9 +60,10 @@ static void run_checked(const char *label, const model_params *p,
     fprintf(stderr, "%s: ops=%" PRIu64 " allocated=%" PRIu64
             " collects=%" PRIu64 " collected=%" PRIu64 " finalized=%" PRIu64
             " resurrected=%" PRIu64 " immortal=%" PRIu64 " leaked=%" PRIu64
-            " peak=%" PRIu64 "\n", label, st.ops, st.allocated, st.collects,
-            st.collected, st.finalized, st.resurrected, st.immortal, st.leaked,
-            st.peak_live);
+            " peak=%" PRIu64 " auto-passes=%" PRIu64 "\n", label, st.ops,
+            st.allocated, st.collects, st.collected, st.finalized,
+            st.resurrected, st.immortal, st.leaked, st.peak_live,
+            st.auto_passes);
     cr_assert_eq(st.failed, 0,
                  "%s: seed=%" PRIu64 " graph=%" PRIu64 ": %s "
                  "(replay: RCGC_SEED=%" PRIu64 ")", label, seed,
