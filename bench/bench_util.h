@@ -22,6 +22,15 @@ static inline uint64_t bench_now_ns(void) {
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* CPU time of the whole process (every thread, so Boehm's marker threads
+ * count too). Reported beside the monotonic times: on a shared machine it
+ * leaves out the time the process spent waiting for a core. */
+static inline uint64_t bench_cpu_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static inline double bench_ms(uint64_t ns) { return (double)ns / 1e6; }
 
 /* A positive integer argument, or exit(2) with a message naming it. */

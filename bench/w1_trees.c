@@ -143,6 +143,7 @@ int main(int argc, char **argv) {
     int ok = 1;
     uint64_t nodes = 0;
 
+    uint64_t c0 = bench_cpu_ns();
     uint64_t t0 = bench_now_ns();
 
     Node *t = bottom_up(max_depth + 1);
@@ -177,11 +178,13 @@ int main(int argc, char **argv) {
     drop_tree(long_lived);
 
     uint64_t elapsed = bench_now_ns() - t0;
+    uint64_t cpu = bench_cpu_ns() - c0;
 
     printf("RESULT bench=w1 impl=%s depth=%d nodes=%llu ms=%.3f "
-           "ns_per_node=%.3f",
+           "ns_per_node=%.3f cpu_ms=%.3f cpu_ns_per_node=%.3f",
            IMPL_NAME, n, (unsigned long long)nodes, bench_ms(elapsed),
-           (double)elapsed / (double)nodes);
+           (double)elapsed / (double)nodes, bench_ms(cpu),
+           (double)cpu / (double)nodes);
 #if BENCH_RCGC
     /* Trees are acyclic: counting alone must have freed every node. */
     size_t left_over = rc_live_objects() - live_before;

@@ -222,10 +222,12 @@ int main(int argc, char **argv) {
     uint64_t build_ns = boehm_build(r_count, k, open);
     stop_here(stop, STOP_BUILD);
     boehm_clear_stack();
+    uint64_t c1 = bench_cpu_ns();
     uint64_t t1 = bench_now_ns();
     uint64_t t2 = bench_now_ns(); /* drop: the pointer is already gone */
     size_t freed = collect();
     uint64_t t3 = bench_now_ns();
+    uint64_t c3 = bench_cpu_ns();
     stop_here(stop, STOP_RECLAIM);
     /* A conservative collector may keep a ring or two through a stale word;
      * demand that almost all of the built memory came back. */
@@ -245,12 +247,14 @@ int main(int argc, char **argv) {
 #endif
     uint64_t t0 = bench_now_ns();
     Heads *heads = build(r_count, k, open);
-    uint64_t t1 = bench_now_ns();
+    uint64_t tb = bench_now_ns();
     stop_here(stop, STOP_BUILD);
 #if defined(BENCH_IMPL_RCGC)
     rc_stats built;
     rc_stats_get(&built);
 #endif
+    uint64_t c1 = bench_cpu_ns();
+    uint64_t t1 = bench_now_ns();
     drop(heads, k);
     uint64_t t2 = bench_now_ns();
 #if defined(BENCH_IMPL_RCGC)
@@ -259,11 +263,12 @@ int main(int argc, char **argv) {
 #endif
     size_t freed = collect();
     uint64_t t3 = bench_now_ns();
+    uint64_t c3 = bench_cpu_ns();
     stop_here(stop, STOP_RECLAIM);
     printf("RESULT bench=w2 impl=%s r=%zu k=%zu shape=%s objects=%llu "
            "build_ms=%.3f",
            IMPL_NAME, r_count, k, open ? "chain" : "ring",
-           (unsigned long long)objects, bench_ms(t1 - t0));
+           (unsigned long long)objects, bench_ms(tb - t0));
 #if defined(BENCH_IMPL_RCGC)
     rc_stats after;
     rc_stats_get(&after);
@@ -285,8 +290,9 @@ int main(int argc, char **argv) {
 #endif
     uint64_t reclaim = t3 - t1;
     printf(" drop_ms=%.3f collect_ms=%.3f reclaim_ms=%.3f ns_per_obj=%.3f "
-           "ok=%d\n",
+           "reclaim_cpu_ms=%.3f cpu_ns_per_obj=%.3f ok=%d\n",
            bench_ms(t2 - t1), bench_ms(t3 - t2), bench_ms(reclaim),
-           (double)reclaim / (double)objects, ok);
+           (double)reclaim / (double)objects, bench_ms(c3 - c1),
+           (double)(c3 - c1) / (double)objects, ok);
     return ok ? 0 : 1;
 }

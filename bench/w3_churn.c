@@ -76,15 +76,18 @@ int main(int argc, char **argv) {
     uint64_t t0 = bench_now_ns();
     Node *head, *tail;
     build(n_count, &head, &tail);
-    uint64_t t1 = bench_now_ns();
+    uint64_t tb = bench_now_ns();
     rc_stats_get(&s1);
 
     if (off)
         rc_set_threshold(0);
+    uint64_t c1 = bench_cpu_ns();
+    uint64_t t1 = bench_now_ns();
     uint64_t touched = 0;
     for (uint64_t p = 0; p < passes; p++)
         touched += walk(head);
     uint64_t t2 = bench_now_ns();
+    uint64_t c2 = bench_cpu_ns();
     rc_stats_get(&s2);
     if (off)
         rc_set_threshold(RC_DEFAULT_THRESHOLD);
@@ -106,13 +109,15 @@ int main(int argc, char **argv) {
     printf("RESULT bench=w3 impl=rcgc policy=%s n=%zu p=%llu touches=%llu "
            "build_ms=%.3f walk_ms=%.3f ns_per_touch=%.3f teardown_ms=%.3f "
            "walk_collections=%llu walk_gc_ms=%.3f gc_max_ms=%.3f "
-           "walk_roots=%llu build_collections=%llu teardown_freed=%zu ok=%d\n",
+           "walk_roots=%llu build_collections=%llu teardown_freed=%zu "
+           "walk_cpu_ms=%.3f cpu_ns_per_touch=%.3f ok=%d\n",
            off ? "off" : "default", n_count, (unsigned long long)passes,
-           (unsigned long long)touched, bench_ms(t1 - t0), bench_ms(walk_ns),
+           (unsigned long long)touched, bench_ms(tb - t0), bench_ms(walk_ns),
            (double)walk_ns / (double)touched, bench_ms(t3 - t2),
            (unsigned long long)(s2.collections - s1.collections),
            bench_ms(s2.gc_ns_total - s1.gc_ns_total), bench_ms(s2.gc_ns_max),
            (unsigned long long)(s2.roots_buffered - s1.roots_buffered),
-           (unsigned long long)(s1.collections - s0.collections), freed, ok);
+           (unsigned long long)(s1.collections - s0.collections), freed,
+           bench_ms(c2 - c1), (double)(c2 - c1) / (double)touched, ok);
     return ok ? 0 : 1;
 }

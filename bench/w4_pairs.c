@@ -149,6 +149,7 @@ int main(int argc, char **argv) {
     if (strcmp(mode, "rcgc") == 0)
         ro = bench_check_alloc(rc_alloc(&obj_type), "object");
 
+    uint64_t c0 = bench_cpu_ns();
     uint64_t t0 = bench_now_ns();
     if (strcmp(mode, "plain") == 0)
         loop_plain(&obj, pairs);
@@ -171,6 +172,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     uint64_t elapsed = bench_now_ns() - t0;
+    uint64_t cpu = bench_cpu_ns() - c0;
 
     int ok = slow_calls == 0 && obj.rc == 1 && vobj.rc == 1;
     if (ro != NULL) {
@@ -179,8 +181,9 @@ int main(int argc, char **argv) {
         ok &= rc_live_objects() == 0;
     }
     printf("RESULT bench=w4 impl=%s mode=%s pairs=%llu ms=%.3f "
-           "ns_per_pair=%.4f ok=%d\n",
+           "ns_per_pair=%.4f cpu_ns_per_pair=%.4f ok=%d\n",
            ro != NULL ? "rcgc" : "c", mode, (unsigned long long)pairs,
-           bench_ms(elapsed), (double)elapsed / (double)pairs, ok);
+           bench_ms(elapsed), (double)elapsed / (double)pairs,
+           (double)cpu / (double)pairs, ok);
     return ok ? 0 : 1;
 }

@@ -152,22 +152,29 @@ int main(int argc, char **argv) {
     }
     impl_init(size);
     int ok = 1;
-    uint64_t alloc_ns = 0, free_ns = 0, total_ns;
+    uint64_t alloc_ns = 0, free_ns = 0, total_ns, cpu_ns;
 
     if (is_churn) {
+        uint64_t c0 = bench_cpu_ns();
         uint64_t t0 = bench_now_ns();
         churn(count, size);
         total_ns = bench_now_ns() - t0;
+        cpu_ns = bench_cpu_ns() - c0;
     } else {
         uint32_t *perm = is_random ? permutation(count) : NULL;
         void **ptrs = bench_check_alloc(PTRS_NEW(count), "pointer array");
+        uint64_t c0 = bench_cpu_ns();
         uint64_t t0 = bench_now_ns();
         alloc_phase(ptrs, count, size);
         uint64_t t1 = bench_now_ns();
+        uint64_t c1 = bench_cpu_ns();
         ok &= verify(ptrs, count, size);
+        uint64_t c2 = bench_cpu_ns();
         uint64_t t2 = bench_now_ns();
         free_phase(ptrs, perm, count);
         uint64_t t3 = bench_now_ns();
+        uint64_t c3 = bench_cpu_ns();
+        cpu_ns = (c1 - c0) + (c3 - c2);
         alloc_ns = t1 - t0;
         free_ns = t3 - t2;
         total_ns = alloc_ns + free_ns;
@@ -184,7 +191,8 @@ int main(int argc, char **argv) {
                bench_ms(alloc_ns), bench_ms(free_ns),
                (double)alloc_ns / (double)count,
                (double)free_ns / (double)count);
-    printf(" ms=%.3f ns_per_obj=%.3f ok=%d\n", bench_ms(total_ns),
-           (double)total_ns / (double)count, ok);
+    printf(" ms=%.3f ns_per_obj=%.3f cpu_ns_per_obj=%.3f ok=%d\n",
+           bench_ms(total_ns), (double)total_ns / (double)count,
+           (double)cpu_ns / (double)count, ok);
     return ok ? 0 : 1;
 }
