@@ -23,8 +23,8 @@ static size_t block_bytes(size_t payload, unsigned kind) {
     return payload > SIZE_MAX - fixed ? 0 : payload + fixed;
 }
 
-void *rc__alloc_at(const rc_type *type, size_t extra, const char *file,
-                   int line) {
+static inline __attribute__((always_inline)) void *
+obj_alloc(const rc_type *type, size_t extra, const char *file, int line) {
     if (type == NULL || extra > SIZE_MAX - type->size)
         return NULL;
     size_t payload = type->size + extra;
@@ -69,11 +69,16 @@ void *rc__alloc_at(const rc_type *type, size_t extra, const char *file,
     return payload_of(h);
 }
 
+void *rc__alloc_at(const rc_type *type, size_t extra, const char *file,
+                   int line) {
+    return obj_alloc(type, extra, file, line);
+}
+
 #undef rc_alloc
 #undef rc_alloc_extra
-void *rc_alloc(const rc_type *type) { return rc__alloc_at(type, 0, NULL, 0); }
+void *rc_alloc(const rc_type *type) { return obj_alloc(type, 0, NULL, 0); }
 void *rc_alloc_extra(const rc_type *type, size_t extra) {
-    return rc__alloc_at(type, extra, NULL, 0);
+    return obj_alloc(type, extra, NULL, 0);
 }
 
 /* ------------------------------------------------------- counting */
@@ -120,22 +125,28 @@ const rc_type *rc_type_of(const void *obj) {
 
 /* ------------------------------------------------------- dying */
 
-#define LINK_FINALIZED 1u
-#define LINK_SIZED 2u
+/* F_FINALIZED, F_SIZED and F_ACYCLIC ride in the link's low bits. */
+static inline uintptr_t link_bits(uint32_t gc) {
+    return ((gc & (F_FINALIZED | F_SIZED)) >> 6) | ((gc & F_ACYCLIC) >> 1);
+}
+static inline uint32_t link_flags(uintptr_t link) {
+    return (uint32_t)(((link & 3u) << 6) | ((link & 4u) << 1));
+}
 
-void obj_kill(rc_state *st, rc__header *h) {
+static rc_noinline void obj_detach(rc_state *st, rc__header *h) {
     if (h->gc & F_BUFFERED)
         gc_unbuffer(st, h);
     if (h->gc & F_WEAK)
         wk_clear(st, h);
+}
+
+void obj_kill(rc_state *st, rc__header *h) {
+    if (unlikely(h->gc & (F_BUFFERED | F_WEAK)))
+        obj_detach(st, h);
 #if RCGC_DEBUG
     dbg_of(h)->state = DBG_DYING;
 #endif
-    uintptr_t link = (uintptr_t)st->pending;
-    if (h->gc & F_FINALIZED)
-        link |= LINK_FINALIZED;
-    if (h->gc & F_SIZED)
-        link |= LINK_SIZED;
+    uintptr_t link = (uintptr_t)st->pending | link_bits(h->gc);
     memcpy(h, &link, sizeof link);
     st->pending = h;
     if (!st->freeing)
@@ -152,12 +163,14 @@ void obj_release_child(rc_state *st, rc__header *c) {
                     : "count underflow (a finalizer or dispose released a "
                       "traced child?)");
 #endif
-    if (unlikely(c->gc & F_IMMORTAL))
-        return;
-    if (--c->rc == 0)
-        obj_kill(st, c);
-    else if (!(c->gc & F_NOBUFFER))
+    if (--c->rc == 0) {
+        if (unlikely(c->gc & F_IMMORTAL))
+            c->rc = RC_IMMORTAL_COUNT;
+        else
+            obj_kill(st, c);
+    } else if (!(c->gc & F_NOBUFFER)) {
         gc_buffer(st, c);
+    }
 }
 
 static void visit_release(void *child, void *ctx) {
@@ -209,30 +222,25 @@ void obj_reclaim(rc_state *st, rc__header *h, bool by_collector) {
 #endif
 }
 
-static void obj_finish(rc_state *st, rc__header *h) {
-    const rc_type *t = h->type;
-    if (t->finalize && !(h->gc & F_FINALIZED) && obj_finalize(st, h))
-        return;
-    if (t->trace)
-        t->trace(payload_of(h), visit_release, st);
-    if (t->dispose)
-        t->dispose(payload_of(h));
-    obj_reclaim(st, h, false);
-}
-
 /* Frees every pending object; objects killed meanwhile join the list. */
 void obj_drain(rc_state *st) {
     st->freeing = true;
-    while (st->pending != NULL) {
-        rc__header *h = st->pending;
+    rc__header *h;
+    while ((h = st->pending) != NULL) {
         uintptr_t link;
         memcpy(&link, h, sizeof link);
         st->pending = (rc__header *)(link & ~(uintptr_t)15);
         h->rc = 0;
-        h->gc = C_BLACK | (type_is_acyclic(h->type) ? F_ACYCLIC : 0) |
-                ((link & LINK_FINALIZED) ? F_FINALIZED : 0) |
-                ((link & LINK_SIZED) ? F_SIZED : 0);
-        obj_finish(st, h);
+        h->gc = C_BLACK | link_flags(link);
+        const rc_type *t = h->type;
+        if (unlikely(t->finalize != NULL) && !(h->gc & F_FINALIZED) &&
+            obj_finalize(st, h))
+            continue; /* resurrected */
+        if (t->trace)
+            t->trace(payload_of(h), visit_release, st);
+        if (t->dispose)
+            t->dispose(payload_of(h));
+        obj_reclaim(st, h, false);
     }
     st->freeing = false;
     if (st->pass_due && !st->in_pass)

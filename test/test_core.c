@@ -196,12 +196,13 @@ Test(count, rc_auto_releases_at_scope_exit) {
 
 /* Immortal objects are never freed; tests keep them reachable, as a
  * program keeps its static objects. */
-static void *immortals[4];
+extern void *test_immortals[4];
+void *test_immortals[4];
 
 /* Saturation: a count driven past 2^32-1 makes the object immortal. */
 Test(count, overflow_saturates_to_immortal) {
     th_reset();
-    tnode *n = immortals[0] = rc_new(tnode, &tnode_type);
+    tnode *n = test_immortals[0] = rc_new(tnode, &tnode_type);
     rc__header *h = (rc__header *)n - 1;
     h->rc = UINT32_MAX - 3; /* as if 4 billion retains had happened */
     for (int i = 0; i < 10; i++)
@@ -217,7 +218,7 @@ Test(count, overflow_saturates_to_immortal) {
 
 /* Immortal objects are never freed, even when released 2^32 times. */
 Test(count, immortal_survives_count_drift_to_zero) {
-    tnode *n = immortals[1] = rc_new(tnode, &tnode_type);
+    tnode *n = test_immortals[1] = rc_new(tnode, &tnode_type);
     rc__header *h = (rc__header *)n - 1;
     h->rc = UINT32_MAX;
     rc_retain(n);
