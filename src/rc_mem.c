@@ -4,22 +4,38 @@
  * size class and one block kind (plain or size-prefixed, so the heap can be
  * walked); spans are carved from 1 MiB segments taken from the process
  * allocator (rc_set_allocator). Larger blocks go to that allocator directly
- * with a 32-byte prefix linking them into the heap's large list.
+ * behind a 32-byte prefix linking them into the heap's large list.
+ *
+ * A span's 64-byte header sits inside the span at a line chosen by the
+ * span's address ("colour"), so that the headers of many spans do not all
+ * compete for the same cache sets; the slots overlapping it are never used.
  *
  * Invariants:
- *   - a span is on partial[kind][cls]  <=>  it has a free or never-used slot;
- *   - span->used counts its live blocks; an empty span is returned to its
- *     segment unless it is the last partial span of its class (no thrash
- *     when one object is allocated and freed in a loop);
- *   - a segment with no span in use is returned to the system unless it is
- *     the heap's only segment.
- * Free and never-used slots are poisoned for AddressSanitizer and marked
- * inaccessible for Valgrind, so a use-after-free of a pooled object is
- * caught as it would be with malloc.
+ *   - a span is on partial[kind][cls]  <=>  SPAN_FULL is clear in its `used`;
+ *     a listed span may turn out to be full only when an allocation finds it
+ *     so (it is then unlisted and marked SPAN_FULL);
+ *   - `used` counts the span's live blocks, plus SPAN_ALONE when it is the
+ *     only span on its list, or with SPAN_FULL set when it is on none; so
+ *     the free path takes its slow branch only when `used` drops to 0 (an
+ *     empty span that is not alone: back to its segment) or below (a full
+ *     span gets room: listed again);
+ *   - the segment list is circular, and segments with an idle span come
+ *     before full ones, so a new span is found at the head;
+ *   - a segment whose spans are all idle is returned to the system unless
+ *     the heap holds less than one other segment's worth of idle spans;
+ *   - F = bytes of segments + large-block prefixes - bytes of live pooled
+ *     blocks (mem_fragmented).
+ * Free slots, gaps and idle spans are poisoned for AddressSanitizer, and
+ * under Valgrind every pooled or large object is a heap block of its own,
+ * so a use-after-free of a pooled object is caught as with malloc.
  */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 
 #include "rc_internal.h"
+
+/* ------------------------------------------------------- sanitizers */
 
 #if defined(__SANITIZE_ADDRESS__)
 #define MEM_ASAN 1
@@ -32,9 +48,11 @@
 #include <sanitizer/asan_interface.h>
 #define asan_poison(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
 #define asan_unpoison(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#define mem_no_asan __attribute__((no_sanitize_address))
 #else
 #define asan_poison(p, n) ((void)(p), (void)(n))
 #define asan_unpoison(p, n) ((void)(p), (void)(n))
+#define mem_no_asan
 #endif
 
 #if defined(__has_include)
@@ -43,13 +61,47 @@
 #define MEM_VALGRIND 1
 #endif
 #endif
-#ifndef MEM_VALGRIND
-#define VALGRIND_MALLOCLIKE_BLOCK(a, s, r, z) ((void)0)
-#define VALGRIND_FREELIKE_BLOCK(a, r) ((void)0)
-#define VALGRIND_MAKE_MEM_NOACCESS(a, s) ((void)0)
-#define VALGRIND_MAKE_MEM_DEFINED(a, s) ((void)0)
-#define VALGRIND_MAKE_MEM_UNDEFINED(a, s) ((void)0)
+
+#ifdef MEM_VALGRIND
+/* Set once per process: the client requests cost a dozen instructions
+ * each, so the fast paths skip them all unless Memcheck runs (it is the
+ * tool that answers a MAKE_MEM request; Callgrind then counts the paths
+ * a normal run takes). */
+static int mem_vg;
+static pthread_once_t mem_vg_once = PTHREAD_ONCE_INIT;
+static void mem_vg_init(void) {
+    static char probe;
+    mem_vg = RUNNING_ON_VALGRIND && VALGRIND_MAKE_MEM_DEFINED(&probe, 1) != 0;
+}
+static void mem_init(void) { pthread_once(&mem_vg_once, mem_vg_init); }
+#define vg_on() unlikely(mem_vg)
+#define vg_block(p, n) VALGRIND_MALLOCLIKE_BLOCK((p), (n), 0, 0)
+#define vg_unblock(p) VALGRIND_FREELIKE_BLOCK((p), 0)
+#define vg_noaccess(p, n) VALGRIND_MAKE_MEM_NOACCESS((p), (n))
+#define vg_undefined(p, n) VALGRIND_MAKE_MEM_UNDEFINED((p), (n))
+#define vg_defined(p, n) VALGRIND_MAKE_MEM_DEFINED((p), (n))
+#else
+static void mem_init(void) {}
+#define vg_on() 0
+#define vg_block(p, n) ((void)0)
+#define vg_unblock(p) ((void)0)
+#define vg_noaccess(p, n) ((void)0)
+#define vg_undefined(p, n) ((void)0)
+#define vg_defined(p, n) ((void)0)
 #endif
+
+/* Where the block Valgrind sees starts. Release builds: at the payload, so
+ * the pointers a program holds are start pointers for the leak checker (a
+ * live object is "reachable", a dropped one "definitely lost"). Debug
+ * builds: at the debug prefix, which the quarantine links point to. The
+ * bytes before it stay accessible outside any block. */
+static inline size_t vg_offset(unsigned kind) {
+#if RCGC_DEBUG
+    return block_prefix(kind) - DBG_PREFIX;
+#else
+    return block_prefix(kind) + sizeof(rc__header);
+#endif
+}
 
 /* ------------------------------------------------------- system memory */
 
@@ -76,7 +128,8 @@ int rc_set_allocator(const rc_allocator *a) {
 }
 
 void *mem_sys_alloc(size_t size) {
-    sys_used = 1;
+    if (unlikely(!atomic_load_explicit(&sys_used, memory_order_relaxed)))
+        atomic_store_explicit(&sys_used, 1, memory_order_relaxed);
     return sys.alloc(size, sys.ud);
 }
 
@@ -85,83 +138,169 @@ void mem_sys_free(void *p, size_t size) {
         sys.free(p, size, sys.ud);
 }
 
+/* Gives memory that held pooled or large blocks back, in the state the
+ * system allocator handed it out: neither poisoned nor inaccessible. */
+static void sys_give_back(void *p, size_t size) {
+    asan_unpoison(p, size);
+    if (vg_on())
+        vg_undefined(p, size);
+    mem_sys_free(p, size);
+}
+
 /* ------------------------------------------------------- size classes */
 
 static const uint16_t class_size[MEM_CLASSES] = {
     16,  32,  48,  64,  80,   96,   112,  128,  160,  192,  224,  256,
     320, 384, 448, 512, 640,  768,  896,  1024, 1280, 1536, 1792, 2048};
 
-/* 16-byte steps up to 128, then four classes per doubling. */
+/* class_index[(size - 1) / 16]: the smallest class holding `size` bytes
+ * (16-byte steps up to 128, then four classes per doubling). */
+static const uint8_t class_index[MEM_SMALL_MAX / 16] = {
+    0,  1,  2,  3,  4,  5,  6,  7,  8,  8,  9,  9,  10, 10, 11, 11,
+    12, 12, 12, 12, 13, 13, 13, 13, 14, 14, 14, 14, 15, 15, 15, 15,
+    16, 16, 16, 16, 16, 16, 16, 16, 17, 17, 17, 17, 17, 17, 17, 17,
+    18, 18, 18, 18, 18, 18, 18, 18, 19, 19, 19, 19, 19, 19, 19, 19,
+    20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20,
+    21, 21, 21, 21, 21, 21, 21, 21, 21, 21, 21, 21, 21, 21, 21, 21,
+    22, 22, 22, 22, 22, 22, 22, 22, 22, 22, 22, 22, 22, 22, 22, 22,
+    23, 23, 23, 23, 23, 23, 23, 23, 23, 23, 23, 23, 23, 23, 23, 23};
+
+_Static_assert(MEM_SMALL_MAX == 2048 && MEM_CLASSES == 24,
+               "class tables cover 16..2048 bytes");
+
 static inline unsigned class_of(size_t size) {
-    if (size <= 128)
-        return size == 0 ? 0 : (unsigned)((size - 1) >> 4);
-    size_t s = size - 1;
-    unsigned b = 63u - (unsigned)__builtin_clzll(s);
-    return 8u + (b - 7u) * 4u + (unsigned)((s >> (b - 2u)) & 3u);
+    rc_assert_internal(size > 0 && size <= MEM_SMALL_MAX);
+    return class_index[(size - 1) >> 4];
 }
 
-/* ------------------------------------------------------- spans, segments */
+/* ------------------------------------------------------- spans */
+
+#define SPAN_HDR 64                             /* bytes for the header */
+#define SPAN_COLOURS (MEM_SPAN_SIZE / SPAN_HDR) /* header positions */
+#define SPAN_FULL 0x80000000u                   /* in `used`: unlisted */
+#define SPAN_ALONE 1u                           /* in `used`: see below */
+#define SEG_SPAN_BYTES ((uint64_t)MEM_SEGMENT_SPANS * MEM_SPAN_SIZE)
 
 struct mem_span {
-    void *free;        /* freed slots, linked through their first word */
-    char *bump;        /* first never-used slot */
-    char *end;         /* end of the last slot */
-    uint32_t used;     /* live blocks */
-    uint32_t block;    /* slot size */
-    uint16_t cls, kind;
-    bool in_partial;
+    void *free;       /* freed slots, linked through their first word */
+    char *bump;       /* next never-used slot of the current run */
+    char *end;        /* end of the current run */
+    uint32_t used;    /* live blocks, + SPAN_ALONE or | SPAN_FULL */
+    uint32_t block;   /* slot size */
     mem_span *prev, *next;
     mem_segment *seg;
+    uint32_t tail;    /* offset of the run after the header; 0: none left */
+    uint8_t cls, kind, index;
 };
 
-#define SPAN_FIRST ((sizeof(mem_span) + 15) & ~(size_t)15)
+_Static_assert(sizeof(mem_span) <= SPAN_HDR, "span header fits its line");
 
-struct mem_segment {
-    void *raw;
-    char *base;         /* first span, MEM_SPAN_SIZE aligned */
-    uint32_t free_mask; /* bit i: span i is idle */
-    uint32_t used_spans;
-    mem_segment *prev, *next;
-};
-
-#define SEGMENT_RAW ((MEM_SEGMENT_SPANS + 1) * MEM_SPAN_SIZE)
-#define ALL_SPANS ((uint32_t)((1ull << MEM_SEGMENT_SPANS) - 1))
-
+/* The span of a pooled block: its 64 KiB frame, plus the header's colour,
+ * bits 16-25 of the address (every span of a segment has its own line). */
 static inline mem_span *span_of(const void *block) {
-    return (mem_span *)((uintptr_t)block & ~(uintptr_t)(MEM_SPAN_SIZE - 1));
+    uintptr_t a = (uintptr_t)block;
+    uintptr_t base = a & ~(uintptr_t)(MEM_SPAN_SIZE - 1);
+    uintptr_t colour = (a >> (MEM_SPAN_SHIFT - 6)) &
+                       ((uintptr_t)(SPAN_COLOURS - 1) << 6);
+    return (mem_span *)(base | colour);
 }
 
+static inline char *span_base(const mem_span *sp) {
+    return (char *)((uintptr_t)sp & ~(uintptr_t)(MEM_SPAN_SIZE - 1));
+}
+
+/* Slots are laid out from the span's start; [lo, hi) overlap the header. */
+typedef struct span_geom {
+    size_t n, lo, hi;
+} span_geom;
+
+static span_geom span_geometry(const mem_span *sp) {
+    size_t b = sp->block;
+    size_t h = (size_t)((char *)sp - span_base(sp));
+    span_geom g = {MEM_SPAN_SIZE / b, h / b, (h + SPAN_HDR + b - 1) / b};
+    if (g.lo > g.n)
+        g.lo = g.n;
+    if (g.hi > g.n)
+        g.hi = g.n;
+    return g;
+}
+
+/* The only span on its class's list carries SPAN_ALONE in `used`, so that
+ * emptying it (kept, to avoid thrash) never takes the free path's slow
+ * branch: a loop allocating and freeing one object stays on the fast path. */
 static void partial_push(mem_heap *mh, mem_span *sp) {
     mem_span **head = &mh->partial[sp->kind][sp->cls];
     sp->prev = NULL;
     sp->next = *head;
+    if (*head == NULL)
+        sp->used += SPAN_ALONE;
+    else if ((*head)->next == NULL)
+        (*head)->used -= SPAN_ALONE;
     if (*head)
         (*head)->prev = sp;
     *head = sp;
-    sp->in_partial = true;
 }
 
 static void partial_remove(mem_heap *mh, mem_span *sp) {
+    if (sp->prev == NULL && sp->next == NULL)
+        sp->used -= SPAN_ALONE;
     if (sp->prev)
         sp->prev->next = sp->next;
     else
         mh->partial[sp->kind][sp->cls] = sp->next;
     if (sp->next)
         sp->next->prev = sp->prev;
+    mem_span *head = mh->partial[sp->kind][sp->cls];
+    if (head != NULL && head->next == NULL && (sp->prev || sp->next))
+        head->used += SPAN_ALONE;
     sp->prev = sp->next = NULL;
-    sp->in_partial = false;
+}
+
+/* The first word of a free slot links the span's free list. Free slots are
+ * poisoned: only the allocator reads them, without the checks. */
+static inline mem_no_asan void *link_load(const void *slot) {
+    return *(void *const *)slot;
+}
+
+/* ------------------------------------------------------- segments */
+
+struct mem_segment {
+    void *raw;          /* as the system allocator returned it */
+    char *base;         /* first span, MEM_SPAN_SIZE aligned */
+    mem_segment *prev, *next;
+    uint32_t idle;      /* bit i: span i is idle */
+    uint32_t nused;     /* spans in use */
+};
+
+#define SEGMENT_RAW ((MEM_SEGMENT_SPANS + 1) * MEM_SPAN_SIZE)
+#define ALL_SPANS ((uint32_t)((1ull << MEM_SEGMENT_SPANS) - 1))
+
+static void seg_insert_head(mem_heap *mh, mem_segment *seg) {
+    mem_segment *head = mh->segments;
+    if (head == NULL) {
+        seg->prev = seg->next = seg;
+    } else {
+        seg->next = head;
+        seg->prev = head->prev;
+        head->prev->next = seg;
+        head->prev = seg;
+    }
+    mh->segments = seg;
 }
 
 static void seg_unlink(mem_heap *mh, mem_segment *seg) {
-    if (seg->prev)
-        seg->prev->next = seg->next;
-    else
+    if (seg->next == seg) {
+        mh->segments = NULL;
+        return;
+    }
+    seg->prev->next = seg->next;
+    seg->next->prev = seg->prev;
+    if (mh->segments == seg)
         mh->segments = seg->next;
-    if (seg->next)
-        seg->next->prev = seg->prev;
 }
 
 static mem_segment *seg_new(mem_heap *mh) {
+    mem_init();
     mem_segment *seg = mem_sys_alloc(sizeof *seg);
     if (seg == NULL)
         return NULL;
@@ -173,96 +312,134 @@ static mem_segment *seg_new(mem_heap *mh) {
     uintptr_t a = ((uintptr_t)seg->raw + MEM_SPAN_SIZE - 1) &
                   ~(uintptr_t)(MEM_SPAN_SIZE - 1);
     seg->base = (char *)a;
-    seg->free_mask = ALL_SPANS;
-    seg->used_spans = 0;
-    seg->prev = NULL;
-    seg->next = mh->segments;
-    if (mh->segments)
-        mh->segments->prev = seg;
-    mh->segments = seg;
-    mh->free_span_bytes += MEM_SEGMENT_SPANS * MEM_SPAN_SIZE;
+    seg->idle = ALL_SPANS;
+    seg->nused = 0;
+    seg_insert_head(mh, seg);
+    mh->free_span_bytes += SEG_SPAN_BYTES;
     return seg;
 }
 
 static void seg_free(mem_heap *mh, mem_segment *seg) {
     seg_unlink(mh, seg);
-    mh->free_span_bytes -= MEM_SEGMENT_SPANS * MEM_SPAN_SIZE;
-    mem_sys_free(seg->raw, SEGMENT_RAW);
+    mh->free_span_bytes -= SEG_SPAN_BYTES;
+    sys_give_back(seg->raw, SEGMENT_RAW);
     mem_sys_free(seg, sizeof *seg);
+}
+
+/* Sets up span `i` of `seg` for one class: the header at its colour, the
+ * first run of slots up to the header, the second after it. */
+static mem_span *span_init(mem_segment *seg, unsigned i, unsigned kind,
+                           unsigned cls) {
+    char *base = seg->base + (size_t)i * MEM_SPAN_SIZE;
+    mem_span *sp = span_of(base);
+    asan_poison(base, MEM_SPAN_SIZE);
+    asan_unpoison(sp, SPAN_HDR);
+    if (vg_on()) {
+        vg_noaccess(base, MEM_SPAN_SIZE);
+        vg_undefined(sp, SPAN_HDR);
+    }
+    sp->block = class_size[cls];
+    sp->cls = (uint8_t)cls;
+    sp->kind = (uint8_t)kind;
+    sp->index = (uint8_t)i;
+    sp->seg = seg;
+    sp->free = NULL;
+    sp->used = 0;
+    span_geom g = span_geometry(sp);
+    sp->bump = base;
+    sp->end = base + g.lo * sp->block;
+    sp->tail = g.hi < g.n ? (uint32_t)(g.hi * sp->block) : 0;
+    return sp;
 }
 
 static rc_noinline mem_span *span_new(mem_heap *mh, unsigned kind,
                                       unsigned cls) {
     mem_segment *seg = mh->segments;
-    while (seg && seg->free_mask == 0)
-        seg = seg->next;
-    if (seg == NULL && (seg = seg_new(mh)) == NULL)
+    if ((seg == NULL || seg->idle == 0) && (seg = seg_new(mh)) == NULL)
         return NULL;
-    unsigned i = (unsigned)__builtin_ctz(seg->free_mask);
-    seg->free_mask &= ~(1u << i);
-    seg->used_spans++;
+    unsigned i = (unsigned)__builtin_ctz(seg->idle);
+    seg->idle &= ~(1u << i);
+    seg->nused++;
+    if (seg->idle == 0)
+        mh->segments = seg->next; /* full: now the last of the circle */
     mh->free_span_bytes -= MEM_SPAN_SIZE;
     mh->span_bytes += MEM_SPAN_SIZE;
-
-    mem_span *sp = (mem_span *)(seg->base + (size_t)i * MEM_SPAN_SIZE);
-    asan_unpoison(sp, sizeof *sp);
-    sp->block = class_size[cls];
-    sp->cls = (uint16_t)cls;
-    sp->kind = (uint16_t)kind;
-    sp->free = NULL;
-    sp->bump = (char *)sp + SPAN_FIRST;
-    size_t n = (MEM_SPAN_SIZE - SPAN_FIRST) / sp->block;
-    sp->end = sp->bump + n * sp->block;
-    sp->used = 0;
-    sp->seg = seg;
-    asan_poison(sp->bump, (size_t)(sp->end - sp->bump));
-    VALGRIND_MAKE_MEM_NOACCESS(sp->bump, (size_t)(sp->end - sp->bump));
+    mem_span *sp = span_init(seg, i, kind, cls);
     partial_push(mh, sp);
     return sp;
 }
 
+/* A segment whose spans are all idle goes back to the system, unless the
+ * heap would then hold less than a segment's worth of idle spans: one
+ * spare absorbs a heap that grows and shrinks around a segment boundary. */
+static bool seg_should_go(const mem_heap *mh) {
+    return mh->free_span_bytes >= 2 * SEG_SPAN_BYTES;
+}
+
 static void span_release(mem_heap *mh, mem_span *sp) {
     mem_segment *seg = sp->seg;
+    bool was_full = seg->idle == 0;
     partial_remove(mh, sp);
-    unsigned i = (unsigned)(((char *)sp - seg->base) / MEM_SPAN_SIZE);
-    seg->free_mask |= 1u << i;
-    seg->used_spans--;
+    seg->idle |= 1u << sp->index;
+    seg->nused--;
     mh->span_bytes -= MEM_SPAN_SIZE;
     mh->free_span_bytes += MEM_SPAN_SIZE;
-    asan_poison(sp, MEM_SPAN_SIZE);
-    if (seg->used_spans == 0 && (seg->prev || seg->next))
+    char *base = span_base(sp);
+    asan_poison(base, MEM_SPAN_SIZE);
+    if (vg_on())
+        vg_noaccess(base, MEM_SPAN_SIZE);
+    if (seg->nused == 0 && seg_should_go(mh)) {
         seg_free(mh, seg);
-}
-
-/* The first word of a free slot links the span's free list; the sanitizers
- * see it as inaccessible except while the allocator reads or writes it. */
-static inline void *link_get(void *slot) {
-    asan_unpoison(slot, sizeof(void *));
-    VALGRIND_MAKE_MEM_DEFINED(slot, sizeof(void *));
-    void *next = *(void **)slot;
-    return next;
-}
-
-static inline void link_set(void *slot, void *next, size_t block) {
-    VALGRIND_MAKE_MEM_UNDEFINED(slot, sizeof(void *));
-    asan_unpoison(slot, sizeof(void *));
-    *(void **)slot = next;
-    asan_poison(slot, block);
-    VALGRIND_MAKE_MEM_NOACCESS(slot, block);
+    } else if (was_full) {
+        seg_unlink(mh, seg);
+        seg_insert_head(mh, seg);
+    }
 }
 
 /* ------------------------------------------------------- large blocks */
 
 struct mem_large {
     mem_large *prev, *next;
-    size_t size;   /* the block's size, without this prefix */
-    size_t kind;
+    size_t size;     /* the block's size, without this prefix */
+    uint32_t kind;
+    uint32_t pad;    /* LARGE_PADDED | bytes before the prefix */
 };
 
-static rc_noinline void *large_alloc(mem_heap *mh, size_t size, unsigned kind) {
-    if (size > SIZE_MAX - sizeof(mem_large))
+#define LARGE_PADDED 0x10000u /* allocated with room to align */
+#define MEM_ALIGN 16u
+
+static inline size_t large_raw_size(const mem_large *lg) {
+    return sizeof(mem_large) + lg->size +
+           ((lg->pad & LARGE_PADDED) ? MEM_ALIGN - 1 : 0);
+}
+
+/* The system allocator's memory, aligned for a payload: with malloc it is
+ * already; an allocator returning less aligned memory is asked again for
+ * MEM_ALIGN - 1 bytes more. */
+static mem_large *large_raw_alloc(size_t total) {
+    char *raw = mem_sys_alloc(total);
+    if (raw == NULL || ((uintptr_t)raw & (MEM_ALIGN - 1)) == 0) {
+        if (raw)
+            ((mem_large *)raw)->pad = 0;
+        return (mem_large *)raw;
+    }
+    mem_sys_free(raw, total);
+    if (total > SIZE_MAX - (MEM_ALIGN - 1) ||
+        (raw = mem_sys_alloc(total + MEM_ALIGN - 1)) == NULL)
         return NULL;
-    mem_large *lg = mem_sys_alloc(sizeof(mem_large) + size);
+    size_t pad = (MEM_ALIGN - ((uintptr_t)raw & (MEM_ALIGN - 1))) &
+                 (MEM_ALIGN - 1);
+    mem_large *lg = (mem_large *)(raw + pad);
+    lg->pad = LARGE_PADDED | (uint32_t)pad;
+    return lg;
+}
+
+static rc_noinline void *large_alloc(mem_heap *mh, size_t size,
+                                     unsigned kind) {
+    mem_init();
+    if (size > SIZE_MAX - sizeof(mem_large) - MEM_ALIGN)
+        return NULL;
+    mem_large *lg = large_raw_alloc(sizeof(mem_large) + size);
     if (lg == NULL)
         return NULL;
     lg->size = size;
@@ -273,11 +450,16 @@ static rc_noinline void *large_alloc(mem_heap *mh, size_t size, unsigned kind) {
         mh->large->prev = lg;
     mh->large = lg;
     mh->large_count++;
-    return lg + 1;
+    char *block = (char *)(lg + 1);
+    if (vg_on())
+        vg_block(block + vg_offset(kind), size - vg_offset(kind));
+    return block;
 }
 
 static rc_noinline void large_free(mem_heap *mh, void *block) {
     mem_large *lg = (mem_large *)block - 1;
+    if (vg_on())
+        vg_unblock((char *)block + vg_offset(lg->kind));
     if (lg->prev)
         lg->prev->next = lg->next;
     else
@@ -285,32 +467,105 @@ static rc_noinline void large_free(mem_heap *mh, void *block) {
     if (lg->next)
         lg->next->prev = lg->prev;
     mh->large_count--;
-    mem_sys_free(lg, sizeof(mem_large) + lg->size);
+    size_t raw_size = large_raw_size(lg);
+    sys_give_back((char *)lg - (lg->pad & (MEM_ALIGN - 1)), raw_size);
 }
 
 /* ------------------------------------------------------- alloc and free */
 
+/* A slot from the head span of the class, taking the next span when the
+ * head turns out to be full and a new one when there is none. */
+static rc_noinline void *alloc_slow(mem_heap *mh, size_t size, unsigned kind) {
+    unsigned cls = class_of(size);
+    for (;;) {
+        mem_span *sp = mh->partial[kind][cls];
+        if (sp == NULL && (sp = span_new(mh, kind, cls)) == NULL)
+            return NULL;
+        void *b = sp->free;
+        if (b != NULL) {
+            if (vg_on())
+                vg_defined(b, sizeof(void *));
+            sp->free = link_load(b);
+        } else if (sp->bump == sp->end && sp->tail != 0) {
+            span_geom g = span_geometry(sp);
+            sp->bump = span_base(sp) + sp->tail;
+            sp->end = span_base(sp) + g.n * sp->block;
+            sp->tail = 0;
+            continue;
+        } else if (sp->bump != sp->end) {
+            b = sp->bump;
+            sp->bump += sp->block;
+        } else {
+            partial_remove(mh, sp);
+            sp->used |= SPAN_FULL;
+            continue;
+        }
+        sp->used++;
+        mh->pooled_live_bytes += size;
+        asan_unpoison(b, size);
+        return b;
+    }
+}
+
+/* Under Valgrind: the object becomes a heap block of its own; the bytes in
+ * front of it (size and debug prefixes, header) are accessible. */
+static rc_noinline void *alloc_tracked(mem_heap *mh, size_t size,
+                                       unsigned kind) {
+    char *b = alloc_slow(mh, size, kind);
+    if (b != NULL) {
+        size_t off = vg_offset(kind);
+        vg_undefined(b, off);
+        vg_block(b + off, size - off);
+    }
+    return b;
+}
+
 void *mem_alloc(mem_heap *mh, size_t size, unsigned kind) {
     if (unlikely(size > MEM_SMALL_MAX))
         return large_alloc(mh, size, kind);
-    unsigned cls = class_of(size);
-    mem_span *sp = mh->partial[kind][cls];
-    if (unlikely(sp == NULL) && (sp = span_new(mh, kind, cls)) == NULL)
-        return NULL;
-    void *b = sp->free;
-    if (b != NULL) {
-        sp->free = link_get(b);
-    } else {
+    if (vg_on())
+        return alloc_tracked(mh, size, kind);
+    mem_span *sp = mh->partial[kind][class_of(size)];
+    void *b;
+    if (likely(sp != NULL) && likely((b = sp->free) != NULL)) {
+        sp->free = link_load(b);
+    } else if (likely(sp != NULL) && likely(sp->bump != sp->end)) {
         b = sp->bump;
         sp->bump += sp->block;
+    } else {
+        return alloc_slow(mh, size, kind);
     }
     sp->used++;
-    if (sp->free == NULL && sp->bump == sp->end)
-        partial_remove(mh, sp); /* full */
     mh->pooled_live_bytes += size;
     asan_unpoison(b, size);
-    VALGRIND_MALLOCLIKE_BLOCK(b, size, 0, 0);
     return b;
+}
+
+/* The span's count went to 0 or it was full: list it again, or give it
+ * back to its segment once empty (unless it is its class's only span). */
+static rc_noinline void free_slow(mem_heap *mh, mem_span *sp) {
+    if (sp->used & SPAN_FULL) {
+        sp->used &= ~SPAN_FULL;
+        partial_push(mh, sp);
+    }
+    if (sp->used == 0 && (sp->prev || sp->next))
+        span_release(mh, sp);
+}
+
+static inline void free_account(mem_heap *mh, mem_span *sp, size_t size) {
+    mh->pooled_live_bytes -= size;
+    if (unlikely((int32_t)--sp->used <= 0))
+        free_slow(mh, sp);
+}
+
+static rc_noinline void free_tracked(mem_heap *mh, void *block, size_t size) {
+    mem_span *sp = span_of(block);
+    vg_unblock((char *)block + vg_offset(sp->kind));
+    vg_undefined(block, sizeof(void *));
+    *(void **)block = sp->free;
+    sp->free = block;
+    vg_noaccess(block, sp->block);
+    free_account(mh, sp, size);
 }
 
 void mem_free(mem_heap *mh, void *block, size_t size) {
@@ -318,50 +573,74 @@ void mem_free(mem_heap *mh, void *block, size_t size) {
         large_free(mh, block);
         return;
     }
+    if (vg_on()) {
+        free_tracked(mh, block, size);
+        return;
+    }
     mem_span *sp = span_of(block);
-    VALGRIND_FREELIKE_BLOCK(block, 0);
-    link_set(block, sp->free, sp->block);
+    *(void **)block = sp->free;
     sp->free = block;
-    sp->used--;
-    mh->pooled_live_bytes -= size;
-    if (!sp->in_partial)
-        partial_push(mh, sp);
-    else if (sp->used == 0 && (sp->prev || sp->next))
-        span_release(mh, sp);
+    asan_poison(block, sp->block);
+    free_account(mh, sp, size);
 }
 
 /* ------------------------------------------------------- heap walks */
 
-static void span_foreach(mem_span *sp, mem_visit_fn fn, void *ctx) {
+/* Marks the free slots of sp in is_free (one bit per slot). */
+static void span_free_slots(const mem_span *sp, unsigned char *is_free) {
+    char *base = span_base(sp);
+    for (void *f = sp->free; f;) {
+        size_t i = (size_t)((char *)f - base) / sp->block;
+        is_free[i / 8] |= (unsigned char)(1u << (i % 8));
+        if (vg_on())
+            vg_defined(f, sizeof(void *));
+        void *next = link_load(f);
+        if (vg_on())
+            vg_noaccess(f, sizeof(void *));
+        f = next;
+    }
+}
+
+static void span_foreach(const mem_span *sp, mem_visit_fn fn, void *ctx) {
     enum { MAX_SLOTS = MEM_SPAN_SIZE / 16 };
     unsigned char is_free[MAX_SLOTS / 8];
     memset(is_free, 0, sizeof is_free);
-    char *first = (char *)sp + SPAN_FIRST;
-    for (void *f = sp->free; f; f = link_get(f)) {
-        size_t i = (size_t)((char *)f - first) / sp->block;
-        is_free[i / 8] |= (unsigned char)(1u << (i % 8));
-    }
-    size_t n = (size_t)(sp->bump - first) / sp->block;
-    for (size_t i = 0; i < n; i++)
+    span_free_slots(sp, is_free);
+    char *base = span_base(sp);
+    span_geom g = span_geometry(sp);
+    size_t bump = (size_t)(sp->bump - base) / sp->block;
+    bool second = bump >= g.hi && g.hi > g.lo; /* in the run after the header */
+    size_t first_end = second ? g.lo : bump;
+    for (size_t i = 0; i < first_end; i++)
         if (!(is_free[i / 8] & (1u << (i % 8))))
-            fn(first + i * sp->block, sp->kind, ctx);
+            fn(base + i * sp->block, sp->kind, ctx);
+    for (size_t i = g.hi; second && i < bump; i++)
+        if (!(is_free[i / 8] & (1u << (i % 8))))
+            fn(base + i * sp->block, sp->kind, ctx);
 }
 
 /* Calls fn on every live block: pooled ones span by span, then large. */
 void mem_foreach(mem_heap *mh, mem_visit_fn fn, void *ctx) {
-    for (mem_segment *seg = mh->segments; seg; seg = seg->next)
-        for (unsigned i = 0; i < MEM_SEGMENT_SPANS; i++)
-            if (!(seg->free_mask & (1u << i)))
-                span_foreach((mem_span *)(seg->base + i * MEM_SPAN_SIZE), fn,
-                             ctx);
+    mem_segment *seg = mh->segments;
+    if (seg != NULL) {
+        do {
+            for (unsigned i = 0; i < MEM_SEGMENT_SPANS; i++)
+                if (!(seg->idle & (1u << i)))
+                    span_foreach(span_of(seg->base + i * MEM_SPAN_SIZE), fn,
+                                 ctx);
+            seg = seg->next;
+        } while (seg != mh->segments);
+    }
     for (mem_large *lg = mh->large; lg; lg = lg->next)
         fn(lg + 1, (unsigned)lg->kind, ctx);
 }
 
-/* F: span bytes not holding a live block (free slots, class rounding, span
- * headers and tails, idle spans) plus the large blocks' link prefixes. */
+/* F: segment bytes not holding a live block (free slots, class rounding,
+ * span headers and the slots they cover, span tails, idle spans, alignment
+ * slack) plus the large blocks' link prefixes. */
 uint64_t mem_fragmented(const mem_heap *mh) {
-    return mh->span_bytes + mh->free_span_bytes - mh->pooled_live_bytes +
+    uint64_t segments = (mh->span_bytes + mh->free_span_bytes) / SEG_SPAN_BYTES;
+    return segments * SEGMENT_RAW - mh->pooled_live_bytes +
            mh->large_count * sizeof(mem_large);
 }
 
