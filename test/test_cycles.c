@@ -1038,6 +1038,36 @@ Test(finalize, finalizer_releases_unrelated_objects) {
     TH_ASSERT_NO_LEAKS();
 }
 
+static int g_shared_bad;
+
+/* The first finalizer drops the test's reference to the leaf the whole set
+ * shares; every finalizer then reads it, still held by the set. */
+static void drop_shared_then_read(tnode *self) {
+    if (g_extra_leaf) {
+        tleaf *l = g_extra_leaf;
+        g_extra_leaf = NULL;
+        rc_release(l);
+    }
+    tleaf *shared = (tleaf *)(void *)self->kid[1];
+    if (shared == NULL || shared->v != 9)
+        g_shared_bad++;
+}
+
+Test(finalize, finalizer_drops_last_outside_ref_to_object_the_set_holds) {
+    g_on_finalize = drop_shared_then_read;
+    g_extra_leaf = th_must(rc_alloc(&tleaf_type), "leaf");
+    g_extra_leaf->v = 9;
+    tnode *r = th_ring_of(&hnode_type, 4);
+    for (size_t i = 0; i < 4; i++)
+        th_link(nth(r, i), 1, g_extra_leaf);
+    rc_release(r);
+    cr_assert_eq(rc_collect(), 5, "the leaf dies with the set's references");
+    cr_assert_eq(g_extra_leaf, NULL);
+    cr_assert_eq(g_shared_bad, 0);
+    cr_assert_eq(rc_live_objects(), 0);
+    TH_ASSERT_NO_LEAKS();
+}
+
 static tnode *g_made[64];
 static int g_nmade;
 
@@ -1726,6 +1756,16 @@ static void make_immortal(void *obj) {
     cr_assert_eq(rc_refcount(obj), SIZE_MAX, "count did not saturate");
 }
 
+/* The leak check of a test that made immortal objects: after a full pass
+ * exactly `expect` objects are left, the immortal ones still immortal. */
+static void assert_only_immortals_left(size_t expect) {
+    rc_collect();
+    cr_assert_eq(rc_live_objects(), expect, "%zu objects left, expected %zu",
+                 rc_live_objects(), expect);
+    for (int i = 0; i < g_nimmortals; i++)
+        cr_assert_eq(rc_refcount(g_immortals[i]), SIZE_MAX);
+}
+
 Test(immortal, immortal_leaf_reached_from_garbage_ring) {
     tleaf *leaf = th_must(rc_alloc(&tleaf_type), "leaf");
     leaf->v = 3;
@@ -1737,8 +1777,7 @@ Test(immortal, immortal_leaf_reached_from_garbage_ring) {
     drop_and_collect(r, 4);
     cr_assert_eq(rc_refcount(leaf), SIZE_MAX);
     cr_assert_eq(leaf->v, 3);
-    cr_assert_eq(rc_collect(), 0);
-    cr_assert_eq(rc_live_objects(), 1, "only the immortal leaf is left");
+    assert_only_immortals_left(1);
 }
 
 Test(immortal, immortal_node_on_a_cycle_keeps_the_cycle) {
@@ -1754,8 +1793,7 @@ Test(immortal, immortal_node_on_a_cycle_keeps_the_cycle) {
     cr_assert_eq(rc_refcount(nth(r, 3)), 1);
     cr_assert_eq(nth(r, 4), r);
     cr_assert_eq(th_finalized, 0);
-    cr_assert_eq(rc_collect(), 0);
-    cr_assert_eq(rc_live_objects(), 4, "immortal and what it reaches");
+    assert_only_immortals_left(4); /* the immortal and what it reaches */
 }
 
 Test(immortal, immortal_owner_can_still_drop_a_cycle) {
@@ -1772,8 +1810,7 @@ Test(immortal, immortal_owner_can_still_drop_a_cycle) {
     for (int i = 0; i < 1000; i++)
         rc_release(owner);
     cr_assert_eq(rc_refcount(owner), SIZE_MAX);
-    cr_assert_eq(rc_collect(), 0);
-    cr_assert_eq(rc_live_objects(), 1, "only the immortal owner is left");
+    assert_only_immortals_left(1);
 }
 
 /* =============================================================== misuse */
