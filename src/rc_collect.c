@@ -334,8 +334,10 @@ static void gc_scan(gc_pass *p, rc__header *root) {
  * the top; together they never hold more than the visited objects. */
 typedef struct gc_set {
     gc_pass *p;
-    size_t n;     /* set: work[0..n) */
-    size_t sp;    /* stack: work[sp..cap) */
+    size_t n;       /* set: work[0..n) */
+    size_t sp;      /* stack: work[sp..cap) */
+    bool weak;      /* some member has weak references */
+    bool finalize;  /* some member has a finalizer still to run */
 } gc_set;
 
 static void visit_white(void *child, void *ctx) {
@@ -358,7 +360,10 @@ static void gc_collect_white(gc_set *s, rc__header *root) {
         rc__header *h = (rc__header *)s->p->work[s->sp++];
         rc_assert_internal(s->n < s->sp);
         s->p->work[s->n++] = (uintptr_t)h;
-        h->type->trace(payload_of(h), visit_white, s);
+        const rc_type *t = h->type;
+        s->weak |= (h->gc & F_WEAK) != 0;
+        s->finalize |= t->finalize != NULL && !(h->gc & F_FINALIZED);
+        t->trace(payload_of(h), visit_white, s);
     }
 }
 
@@ -457,20 +462,21 @@ static bool gc_finalize_set(gc_pass *p, size_t n) {
 }
 
 /* Frees the garbage set in `work[0..n)`; returns the members freed. */
-static size_t gc_free_set(gc_pass *p, size_t n) {
+static size_t gc_free_set(gc_pass *p, const gc_set *s) {
     rc_state *st = p->st;
-    bool finalizers = false;
-    for (size_t i = 0; i < n; i++) {
-        rc__header *h = (rc__header *)p->work[i];
-        if (h->gc & F_WEAK)
-            wk_clear(st, h);
-        if (h->type->finalize && !(h->gc & F_FINALIZED))
-            finalizers = true;
-    }
+    size_t n = s->n;
+    if (s->weak)
+        for (size_t i = 0; i < n; i++) {
+            rc__header *h = (rc__header *)p->work[i];
+            if (h->gc & F_WEAK)
+                wk_clear(st, h);
+        }
     p->restored = false;
-    if (finalizers && !gc_finalize_set(p, n))
+    if (s->finalize && !gc_finalize_set(p, n))
         return 0;
     uintptr_t *set = p->work;
+    /* Every member is traced before any is reclaimed: traces read their
+     * children's headers. */
     for (size_t i = 0; i < n; i++) {
         rc__header *h = (rc__header *)set[i];
         if (colour_of(h) == C_GRAY)
@@ -479,21 +485,18 @@ static size_t gc_free_set(gc_pass *p, size_t n) {
     size_t freed = 0;
     for (size_t i = 0; i < n; i++) {
         rc__header *h = (rc__header *)set[i];
-        if (colour_of(h) != C_GRAY)
-            continue;
-        if (h->gc & F_BUFFERED)
-            gc_unbuffer(st, h);
-        if (h->gc & F_WEAK) /* made by a finalizer */
-            wk_clear(st, h);
-        if (h->type->dispose)
-            h->type->dispose(payload_of(h));
-    }
-    for (size_t i = 0; i < n; i++) {
-        rc__header *h = (rc__header *)set[i];
-        if (colour_of(h) == C_WHITE) {
+        if (colour_of(h) != C_GRAY) {
             set_colour(h, C_BLACK); /* resurrected: an ordinary object */
             continue;
         }
+        if (unlikely(h->gc & (F_BUFFERED | F_WEAK))) { /* finalizers' doing */
+            if (h->gc & F_BUFFERED)
+                gc_unbuffer(st, h);
+            if (h->gc & F_WEAK)
+                wk_clear(st, h);
+        }
+        if (h->type->dispose)
+            h->type->dispose(payload_of(h));
 #if RCGC_DEBUG
         dbg_of(h)->state = DBG_DYING;
 #endif
@@ -527,22 +530,22 @@ static size_t gc_pass_run(rc_state *st) {
     size_t cand_cap = st->roots_cap;
     st->roots = NULL;
     st->roots_cap = st->nroots = 0;
-    for (size_t i = 0; i < ncand; i++)
-        cand[i]->gc &= F_FLAGS & ~F_BUFFERED;
 
     gc_pass p = {st, NULL, st->work, 0, 0, false};
-    for (size_t i = 0; i < ncand; i++)
+    for (size_t i = 0; i < ncand; i++) {
+        cand[i]->gc &= F_FLAGS & ~F_BUFFERED;
         gc_mark_gray(&p, cand[i]);
+    }
     for (size_t i = 0; i < ncand; i++)
         gc_scan(&p, cand[i]);
 #if RCGC_DEBUG
     dbg_check_scan();
 #endif
-    gc_set s = {&p, 0, st->work_cap};
+    gc_set s = {&p, 0, st->work_cap, false, false};
     for (size_t i = 0; i < ncand; i++)
         gc_collect_white(&s, cand[i]);
     size_t visited = p.visited;
-    size_t garbage = s.n ? gc_free_set(&p, s.n) : 0;
+    size_t garbage = s.n ? gc_free_set(&p, &s) : 0;
 
     /* Hand the candidate array back as the buffer if nothing replaced it. */
     if (st->roots == NULL) {
