@@ -47,7 +47,8 @@ static inline rc_checkpoint rc_check_begin(void) {
  * Collects garbage, then counts the objects alive beyond those of the
  * checkpoint.
  * @param cp   from rc_check_begin() on the same thread.
- * @param file @param line where the check stands, for the message.
+ * @param file where the check stands, for the message.
+ * @param line the line of `file`.
  * @return 0 when nothing leaked; otherwise the number of extra live objects,
  *         after printing "file:line: N rcgc objects leaked" and the leak
  *         report to stderr.
