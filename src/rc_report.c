@@ -268,7 +268,9 @@ static void dot_tally(rc__header *h, void *ctx) {
 static void dot_header(dot_ctx *d) {
     FILE *out = d->out;
     fprintf(out, "digraph rcgc {\n  graph [label=\"rcgc heap: ");
-    if (d->count == 0)
+    if (d->err != 0)
+        fprintf(out, "not shown inside a pass");
+    else if (d->count == 0)
         fprintf(out, "no live objects");
     else
         fprintf(out, "%llu live object%s, %llu bytes",

@@ -730,6 +730,8 @@ Test(dot, errors) {
     dot_graph g;
     dot_parse(g_dot_text, &g);
     cr_assert_eq(g.nodes, 0);
+    cr_assert_str_eq(g.graph_label, "rcgc heap: not shown inside a pass");
+    cr_assert(graphviz_accepts(g_dot_text), "%s", g_dot_text);
     free(g_dot_text);
     FILE *full = fopen("/dev/full", "w");
     if (full != NULL) {
