@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds rcgc and runs the demo: a small object system with cycles, dropped,
-# collected, reported and drawn (out/demo/*.dot, and *.svg when Graphviz is
-# installed). Installs the Debian packages it needs first.
+# collected, reported and drawn (out/demo/*.dot, rendered to .svg and .png
+# with Graphviz). Installs the Debian packages it needs first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/deps.sh
@@ -9,11 +9,4 @@ need_packages "${BUILD_PACKAGES[@]}" graphviz
 cmake -S . -B out/demo-build -DCMAKE_BUILD_TYPE=Release \
     -DRCGC_BUILD_TESTS=OFF -DRCGC_BUILD_SAMPLES=ON >/dev/null
 cmake --build out/demo-build --parallel 2 --target demo >/dev/null
-mkdir -p out/demo
 ./out/demo-build/samples/demo out/demo
-if command -v dot >/dev/null; then
-    for f in out/demo/*.dot; do
-        dot -Tsvg "$f" -o "${f%.dot}.svg"
-    done
-    echo "pictures: $(ls out/demo/*.svg | tr '\n' ' ')"
-fi
