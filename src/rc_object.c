@@ -173,9 +173,29 @@ void obj_release_child(rc_state *st, rc__header *c) {
     }
 }
 
+/* The release of a dying object's child, while the pending list drains:
+ * a child reaching zero just joins the list. */
 static void visit_release(void *child, void *ctx) {
-    if (child != NULL)
-        obj_release_child(ctx, hdr_of(child));
+    if (child == NULL)
+        return;
+    rc_state *st = ctx;
+    rc__header *c = hdr_of(child);
+#if RCGC_DEBUG
+    obj_release_child(st, c);
+#else
+    if (--c->rc == 0) {
+        if (unlikely(c->gc & (F_BUFFERED | F_WEAK | F_IMMORTAL))) {
+            c->rc++;
+            obj_release_child(st, c);
+            return;
+        }
+        uintptr_t link = (uintptr_t)st->pending | link_bits(c->gc);
+        memcpy(c, &link, sizeof link);
+        st->pending = c;
+    } else if (!(c->gc & F_NOBUFFER)) {
+        gc_buffer(st, c);
+    }
+#endif
 }
 
 /* Runs the finalizer of a dying object with a count of 1 lent to it.
@@ -204,22 +224,34 @@ static bool obj_finalize(rc_state *st, rc__header *h) {
     return false;
 }
 
-/* Gives the block back; stats count it as freed. */
-void obj_reclaim(rc_state *st, rc__header *h, bool by_collector) {
-    size_t size = block_size(h);
-    if (!(h->gc & F_ACYCLIC))
+/* Gives the block back, with `flags` standing for the header's gc bits
+ * (the header may hold a pending link); stats count it as freed. */
+static inline size_t obj_free(rc_state *st, rc__header *h, const rc_type *t,
+                              uint32_t flags) {
+    unsigned kind = (flags & F_SIZED) ? MEM_SIZED : MEM_PLAIN;
+    void *block = (char *)h - block_prefix(kind);
+    size_t size = kind == MEM_SIZED ? ((obj_sized *)block)->size
+                                    : DBG_PREFIX + sizeof(rc__header) + t->size;
+    if (!(flags & F_ACYCLIC))
         st->live_cyclic--;
     st->stats.objects_freed++;
     st->stats.bytes_freed += size;
+#if RCGC_DEBUG
+    h->rc = 0;
+    h->gc = flags;
+    dbg_quarantine(st, h, size);
+#else
+    mem_free(&st->heap, block, size);
+#endif
+    return size;
+}
+
+void obj_reclaim(rc_state *st, rc__header *h, bool by_collector) {
+    size_t size = obj_free(st, h, h->type, h->gc);
     if (by_collector) {
         st->stats.bytes_freed_by_collector += size;
         st->stats.cycles_objects_freed++;
     }
-#if RCGC_DEBUG
-    dbg_quarantine(st, h, size);
-#else
-    mem_free(&st->heap, block_of(h), size);
-#endif
 }
 
 /* Frees every pending object; objects killed meanwhile join the list. */
@@ -230,17 +262,20 @@ void obj_drain(rc_state *st) {
         uintptr_t link;
         memcpy(&link, h, sizeof link);
         st->pending = (rc__header *)(link & ~(uintptr_t)15);
-        h->rc = 0;
-        h->gc = C_BLACK | link_flags(link);
+        uint32_t flags = link_flags(link); /* the header stays a link */
         const rc_type *t = h->type;
-        if (unlikely(t->finalize != NULL) && !(h->gc & F_FINALIZED) &&
-            obj_finalize(st, h))
-            continue; /* resurrected */
+        if (unlikely(t->finalize != NULL) && !(flags & F_FINALIZED)) {
+            h->rc = 0;
+            h->gc = C_BLACK | flags;
+            if (obj_finalize(st, h))
+                continue; /* resurrected */
+            flags = h->gc;
+        }
         if (t->trace)
             t->trace(payload_of(h), visit_release, st);
         if (t->dispose)
             t->dispose(payload_of(h));
-        obj_reclaim(st, h, false);
+        obj_free(st, h, t, flags);
     }
     st->freeing = false;
     if (st->pass_due && !st->in_pass)
