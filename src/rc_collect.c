@@ -8,16 +8,17 @@
  *   gc_scan         objects whose count stays above zero are externally
  *                   referenced: gc_scan_black restores them and all they
  *                   reach; the rest turn white;
- *   gc_collect_white gathers the white objects: the garbage set.
+ *   gc_collect_white keeps the objects still white: the garbage set.
  * The set is then freed in two phases (gc_free_set): weak references
  * cleared, every finalizer run with the set intact, resurrected objects and
  * what they reach taken back out, the rest released and reclaimed.
  *
  * Invariants: outside a pass every object is black; inside, only objects
  * of the reached subgraph change colour or count. No walk recurses: all use
- * the work array, reserved before the pass at twice the number of objects a
- * pass can visit (each object enters a stack at most twice), so a pass
- * never fails half-way for want of memory.
+ * the work array, reserved before the pass at three times the number of
+ * objects a pass can visit (each object enters the stack at most twice and
+ * the list of whitened objects once), so a pass never fails half-way for
+ * want of memory.
  *
  * Automatic passes are paid for by allocation. A pass runs when the buffer
  * holds `threshold` roots *and* the thread has allocated at least half as
@@ -131,22 +132,27 @@ void gc_forget_roots(rc_state *st) {
 
 /* ------------------------------------------------------- work stack */
 
+/* The work array holds the walk stack at its bottom, work[0..top), and the
+ * objects the scan turned white at its top, work[white..cap). */
 typedef struct gc_pass {
     rc_state *st;
     rc__header *cur;  /* object being traced, for misuse messages */
     uintptr_t *work;
-    size_t top;       /* stack: work[0..top) */
+    size_t top;
+    size_t white;
     size_t visited;
     bool restored;    /* edges out of the set were given back (finalizers) */
 } gc_pass;
 
 static inline void push(gc_pass *p, rc__header *h, uintptr_t tag) {
-    rc_assert_internal(p->top < p->st->work_cap);
+    rc_assert_internal(p->top < p->white);
     p->work[p->top++] = (uintptr_t)h | tag;
 }
 
 static inline void trace(gc_pass *p, rc__header *h, rc_visit_fn fn) {
+#if RCGC_DEBUG
     p->cur = h;
+#endif
     h->type->trace(payload_of(h), fn, p);
 }
 
@@ -322,7 +328,8 @@ static void gc_scan(gc_pass *p, rc__header *root) {
             set_colour(h, C_BLACK); /* gc_scan_black */
             trace(p, h, visit_black);
         } else {
-            set_colour(h, C_WHITE);
+            set_colour(h, C_WHITE); /* once only: white never turns gray */
+            p->work[--p->white] = (uintptr_t)h;
             trace(p, h, visit_scan);
         }
     }
@@ -330,41 +337,30 @@ static void gc_scan(gc_pass *p, rc__header *root) {
 
 /* ------------------------------------------------------- collect white */
 
-/* The garbage set grows from the bottom of the work array, the stack from
- * the top; together they never hold more than the visited objects. */
 typedef struct gc_set {
-    gc_pass *p;
-    size_t n;       /* set: work[0..n) */
-    size_t sp;      /* stack: work[sp..cap) */
+    size_t n;       /* members: work[0..n) */
     bool weak;      /* some member has weak references */
     bool finalize;  /* some member has a finalizer still to run */
 } gc_set;
 
-static void visit_white(void *child, void *ctx) {
-    if (child == NULL)
-        return;
-    gc_set *s = ctx;
-    rc__header *c = hdr_of(child);
-    if (gc_participates(c) && colour_of(c) == C_WHITE) {
-        set_colour(c, C_GRAY);
-        s->p->work[--s->sp] = (uintptr_t)c;
+/* The objects still white after the scan are the garbage set. The scan
+ * listed every object it whitened, once, so the set is that list less what
+ * gc_scan_black took back: no further walk of the graph is needed. The set
+ * moves to the bottom of the work array; gray now marks membership. */
+static gc_set gc_collect_white(gc_pass *p) {
+    gc_set s = {0, false, false};
+    uintptr_t *w = p->work;
+    for (size_t i = p->white; i < p->st->work_cap; i++) {
+        rc__header *h = (rc__header *)w[i];
+        if (colour_of(h) != C_WHITE)
+            continue;
+        set_colour(h, C_GRAY);
+        s.weak |= (h->gc & F_WEAK) != 0;
+        s.finalize |= h->type->finalize != NULL && !(h->gc & F_FINALIZED);
+        w[s.n++] = (uintptr_t)h;
     }
-}
-
-static void gc_collect_white(gc_set *s, rc__header *root) {
-    if (colour_of(root) != C_WHITE || !gc_participates(root))
-        return;
-    set_colour(root, C_GRAY); /* gray now marks membership of the set */
-    s->p->work[--s->sp] = (uintptr_t)root;
-    while (s->sp < s->p->st->work_cap) {
-        rc__header *h = (rc__header *)s->p->work[s->sp++];
-        rc_assert_internal(s->n < s->sp);
-        s->p->work[s->n++] = (uintptr_t)h;
-        const rc_type *t = h->type;
-        s->weak |= (h->gc & F_WEAK) != 0;
-        s->finalize |= t->finalize != NULL && !(h->gc & F_FINALIZED);
-        t->trace(payload_of(h), visit_white, s);
-    }
+    p->white = p->st->work_cap;
+    return s;
 }
 
 /* ------------------------------------------------------- freeing a set */
@@ -444,6 +440,7 @@ static bool gc_finalize_set(gc_pass *p, size_t n) {
         return false;
     }
     set = p->work = st->work;
+    p->white = st->work_cap;
     for (size_t i = 0; i < n; i++)
         ((rc__header *)set[i])->rc--;
     for (size_t i = 0; i < n; i++)
@@ -518,7 +515,7 @@ static size_t gc_pass_run(rc_state *st) {
     size_t ncand = st->nroots;
     if (ncand == 0)
         return 0;
-    if (!work_reserve(st, 2 * (size_t)st->live_cyclic + 16))
+    if (!work_reserve(st, 3 * (size_t)st->live_cyclic + 16))
         return 0;
     uint64_t t0 = gc_now_ns();
     uint64_t freed0 = st->stats.objects_freed;
@@ -531,7 +528,7 @@ static size_t gc_pass_run(rc_state *st) {
     st->roots = NULL;
     st->roots_cap = st->nroots = 0;
 
-    gc_pass p = {st, NULL, st->work, 0, 0, false};
+    gc_pass p = {st, NULL, st->work, 0, st->work_cap, 0, false};
     for (size_t i = 0; i < ncand; i++) {
         cand[i]->gc &= F_FLAGS & ~F_BUFFERED;
         gc_mark_gray(&p, cand[i]);
@@ -541,9 +538,7 @@ static size_t gc_pass_run(rc_state *st) {
 #if RCGC_DEBUG
     dbg_check_scan();
 #endif
-    gc_set s = {&p, 0, st->work_cap, false, false};
-    for (size_t i = 0; i < ncand; i++)
-        gc_collect_white(&s, cand[i]);
+    gc_set s = gc_collect_white(&p);
     size_t visited = p.visited;
     size_t garbage = s.n ? gc_free_set(&p, &s) : 0;
 
