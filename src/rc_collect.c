@@ -45,17 +45,30 @@ static inline void set_slot(rc__header *h, size_t i) {
     h->gc = (h->gc & F_FLAGS) | (s << SLOT_SHIFT);
 }
 
+/* Grows an array of *cap elements (the first `keep` in use) to at least
+ * `need`, doubling. Returns the new array, or NULL with the old one
+ * untouched when memory is short. */
+static void *array_grow(void *arr, size_t *cap, size_t keep, size_t elem,
+                        size_t need) {
+    size_t n = *cap ? *cap : 256;
+    while (n < need)
+        n *= 2;
+    void *a = mem_sys_alloc(n * elem);
+    if (a == NULL)
+        return NULL;
+    if (keep)
+        memcpy(a, arr, keep * elem);
+    mem_sys_free(arr, *cap * elem);
+    *cap = n;
+    return a;
+}
+
 static bool roots_grow(rc_state *st) {
-    size_t cap = st->roots_cap ? st->roots_cap * 2 : 256;
-    rc__header **r = mem_sys_alloc(cap * sizeof *r);
-    if (r == NULL)
-        return false;
-    if (st->nroots)
-        memcpy(r, st->roots, st->nroots * sizeof *r);
-    mem_sys_free(st->roots, st->roots_cap * sizeof *r);
-    st->roots = r;
-    st->roots_cap = cap;
-    return true;
+    rc__header **r = array_grow(st->roots, &st->roots_cap, st->nroots,
+                                sizeof *r, st->roots_cap + 1);
+    if (r != NULL)
+        st->roots = r;
+    return r != NULL;
 }
 
 /* A count dropped to a non-zero value: h may now be the last entry into a
@@ -159,18 +172,11 @@ static inline void trace(gc_pass *p, rc__header *h, rc_visit_fn fn) {
 static bool work_reserve(rc_state *st, size_t n) {
     if (st->work_cap >= n)
         return true;
-    size_t cap = st->work_cap ? st->work_cap : 1024;
-    while (cap < n)
-        cap *= 2;
-    uintptr_t *w = mem_sys_alloc(cap * sizeof *w);
-    if (w == NULL)
-        return false;
-    if (st->work_cap)
-        memcpy(w, st->work, st->work_cap * sizeof *w);
-    mem_sys_free(st->work, st->work_cap * sizeof *w);
-    st->work = w;
-    st->work_cap = cap;
-    return true;
+    uintptr_t *w = array_grow(st->work, &st->work_cap, st->work_cap,
+                              sizeof *w, n);
+    if (w != NULL)
+        st->work = w;
+    return w != NULL;
 }
 
 /* ------------------------------------------------------- mark gray */
@@ -187,17 +193,12 @@ static _Thread_local bool seen_lost;
 
 static void dbg_see(rc__header *h) {
     if (nseen == seen_cap) {
-        size_t cap = seen_cap ? 2 * seen_cap : 1024;
-        dbg_seen *s = mem_sys_alloc(cap * sizeof *s);
+        dbg_seen *s = array_grow(seen, &seen_cap, nseen, sizeof *s, nseen + 1);
         if (s == NULL) {
             seen_lost = true;
             return;
         }
-        if (nseen)
-            memcpy(s, seen, nseen * sizeof *s);
-        mem_sys_free(seen, seen_cap * sizeof *s);
         seen = s;
-        seen_cap = cap;
     }
     seen[nseen++] = (dbg_seen){h, h->rc};
 }
