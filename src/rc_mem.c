@@ -69,9 +69,16 @@
  * a normal run takes). */
 static int mem_vg;
 static pthread_once_t mem_vg_once = PTHREAD_ONCE_INIT;
+#if RCGC_DEBUG
+static void vg_keep_quarantine(void);
+#endif
 static void mem_vg_init(void) {
     static char probe;
     mem_vg = RUNNING_ON_VALGRIND && VALGRIND_MAKE_MEM_DEFINED(&probe, 1) != 0;
+#if RCGC_DEBUG
+    if (mem_vg)
+        atexit(vg_keep_quarantine);
+#endif
 }
 static void mem_init(void) { pthread_once(&mem_vg_once, mem_vg_init); }
 #define vg_on() unlikely(mem_vg)
@@ -90,17 +97,13 @@ static void mem_init(void) {}
 #define vg_defined(p, n) ((void)0)
 #endif
 
-/* Where the block Valgrind sees starts. Release builds: at the payload, so
- * the pointers a program holds are start pointers for the leak checker (a
- * live object is "reachable", a dropped one "definitely lost"). Debug
- * builds: at the debug prefix, which the quarantine links point to. The
- * bytes before it stay accessible outside any block. */
+/* Where the block Memcheck sees starts: at the payload, so the pointers a
+ * program holds are start pointers for the leak checker (a live object is
+ * "reachable", a dropped one "definitely lost", its children "indirectly
+ * lost"). The prefixes and header before it stay accessible outside any
+ * block. */
 static inline size_t vg_offset(unsigned kind) {
-#if RCGC_DEBUG
-    return block_prefix(kind) - DBG_PREFIX;
-#else
     return block_prefix(kind) + sizeof(rc__header);
-#endif
 }
 
 /* ------------------------------------------------------- system memory */
@@ -138,12 +141,26 @@ void mem_sys_free(void *p, size_t size) {
         sys.free(p, size, sys.ud);
 }
 
+/* Memcheck: a system allocation that is to hold pooled or large blocks
+ * shrinks to its first `keep` bytes (at least one), so that each object in
+ * it is a heap block of its own rather than nested in a bigger one (no
+ * block counted twice, none ignored by the leak checker, and a
+ * use-after-free described by the object's own allocation and release).
+ * It grows back before it is given back. Memory from an allocator Memcheck
+ * does not watch is left alone. */
+static void sys_hold(void *p, size_t size, size_t keep) {
+    if (vg_on())
+        VALGRIND_RESIZEINPLACE_BLOCK(p, size, keep, 0);
+}
+
 /* Gives memory that held pooled or large blocks back, in the state the
  * system allocator handed it out: neither poisoned nor inaccessible. */
-static void sys_give_back(void *p, size_t size) {
+static void sys_give_back(void *p, size_t size, size_t kept) {
     asan_unpoison(p, size);
-    if (vg_on())
+    if (vg_on()) {
+        VALGRIND_RESIZEINPLACE_BLOCK(p, kept, size, 0);
         vg_undefined(p, size);
+    }
     mem_sys_free(p, size);
 }
 
@@ -184,7 +201,7 @@ static inline unsigned class_of(size_t size) {
 struct mem_span {
     void *free;       /* freed slots, linked through their first word */
     char *bump;       /* next never-used slot of the current run */
-    char *end;        /* end of the current run */
+    char *limit;      /* bump < limit while the run has a slot left */
     uint32_t used;    /* live blocks, + SPAN_ALONE or | SPAN_FULL */
     uint32_t block;   /* slot size */
     mem_span *prev, *next;
@@ -207,6 +224,14 @@ static inline mem_span *span_of(const void *block) {
 
 static inline char *span_base(const mem_span *sp) {
     return (char *)((uintptr_t)sp & ~(uintptr_t)(MEM_SPAN_SIZE - 1));
+}
+
+/* Starts handing out the slots of [from, to) in order. The limit points
+ * one byte into the run's last slot, never to a block's start (see
+ * seg_span). */
+static inline void run_start(mem_span *sp, char *from, char *to) {
+    sp->bump = from;
+    sp->limit = to > from ? to - sp->block + 1 : from;
 }
 
 /* Slots are laid out from the span's start; [lo, hi) overlap the header. */
@@ -266,7 +291,7 @@ static inline mem_no_asan void *link_load(const void *slot) {
 
 struct mem_segment {
     void *raw;          /* as the system allocator returned it */
-    char *base;         /* first span, MEM_SPAN_SIZE aligned */
+    uint32_t base;      /* offset of the first span, MEM_SPAN_SIZE aligned */
     mem_segment *prev, *next;
     uint32_t idle;      /* bit i: span i is idle */
     uint32_t nused;     /* spans in use */
@@ -274,6 +299,13 @@ struct mem_segment {
 
 #define SEGMENT_RAW ((MEM_SEGMENT_SPANS + 1) * MEM_SPAN_SIZE)
 #define ALL_SPANS ((uint32_t)((1ull << MEM_SEGMENT_SPANS) - 1))
+
+/* Span i of a segment. The segment keeps offsets, not pointers, to where
+ * blocks start: under Memcheck a stored pointer to a block's start would
+ * make a leaked object look reachable. */
+static inline char *seg_span(const mem_segment *seg, unsigned i) {
+    return (char *)seg->raw + seg->base + (size_t)i * MEM_SPAN_SIZE;
+}
 
 static void seg_insert_head(mem_heap *mh, mem_segment *seg) {
     mem_segment *head = mh->segments;
@@ -309,9 +341,10 @@ static mem_segment *seg_new(mem_heap *mh) {
         mem_sys_free(seg, sizeof *seg);
         return NULL;
     }
+    sys_hold(seg->raw, SEGMENT_RAW, 1);
     uintptr_t a = ((uintptr_t)seg->raw + MEM_SPAN_SIZE - 1) &
                   ~(uintptr_t)(MEM_SPAN_SIZE - 1);
-    seg->base = (char *)a;
+    seg->base = (uint32_t)(a - (uintptr_t)seg->raw);
     seg->idle = ALL_SPANS;
     seg->nused = 0;
     seg_insert_head(mh, seg);
@@ -322,7 +355,7 @@ static mem_segment *seg_new(mem_heap *mh) {
 static void seg_free(mem_heap *mh, mem_segment *seg) {
     seg_unlink(mh, seg);
     mh->free_span_bytes -= SEG_SPAN_BYTES;
-    sys_give_back(seg->raw, SEGMENT_RAW);
+    sys_give_back(seg->raw, SEGMENT_RAW, 1);
     mem_sys_free(seg, sizeof *seg);
 }
 
@@ -330,7 +363,7 @@ static void seg_free(mem_heap *mh, mem_segment *seg) {
  * first run of slots up to the header, the second after it. */
 static mem_span *span_init(mem_segment *seg, unsigned i, unsigned kind,
                            unsigned cls) {
-    char *base = seg->base + (size_t)i * MEM_SPAN_SIZE;
+    char *base = seg_span(seg, i);
     mem_span *sp = span_of(base);
     asan_poison(base, MEM_SPAN_SIZE);
     asan_unpoison(sp, SPAN_HDR);
@@ -347,7 +380,7 @@ static mem_span *span_init(mem_segment *seg, unsigned i, unsigned kind,
     sp->used = 0;
     span_geom g = span_geometry(sp);
     sp->bump = base;
-    sp->end = base + g.lo * sp->block;
+    run_start(sp, base, base + g.lo * sp->block);
     sp->tail = g.hi < g.n ? (uint32_t)(g.hi * sp->block) : 0;
     return sp;
 }
@@ -413,24 +446,35 @@ static inline size_t large_raw_size(const mem_large *lg) {
            ((lg->pad & LARGE_PADDED) ? MEM_ALIGN - 1 : 0);
 }
 
-/* The system allocator's memory, aligned for a payload: with malloc it is
- * already; an allocator returning less aligned memory is asked again for
- * MEM_ALIGN - 1 bytes more. */
-static mem_large *large_raw_alloc(size_t total) {
+/* The system allocator's memory for `total` bytes, the prefix aligned for
+ * a payload: with malloc it is already; an allocator returning less aligned
+ * memory is asked again for MEM_ALIGN - 1 bytes more. The prefix and the
+ * `front` bytes after it are accessible (under Memcheck, the rest is for
+ * the object's own block). */
+static mem_large *large_raw_alloc(size_t total, size_t front) {
     char *raw = mem_sys_alloc(total);
-    if (raw == NULL || ((uintptr_t)raw & (MEM_ALIGN - 1)) == 0) {
-        if (raw)
-            ((mem_large *)raw)->pad = 0;
-        return (mem_large *)raw;
+    size_t pad = 0;
+    uint32_t padded = 0;
+    if (raw != NULL && ((uintptr_t)raw & (MEM_ALIGN - 1)) != 0) {
+        mem_sys_free(raw, total);
+        if (total > SIZE_MAX - (MEM_ALIGN - 1))
+            return NULL;
+        total += MEM_ALIGN - 1;
+        if ((raw = mem_sys_alloc(total)) == NULL)
+            return NULL;
+        pad = (MEM_ALIGN - ((uintptr_t)raw & (MEM_ALIGN - 1))) &
+              (MEM_ALIGN - 1);
+        padded = LARGE_PADDED;
     }
-    mem_sys_free(raw, total);
-    if (total > SIZE_MAX - (MEM_ALIGN - 1) ||
-        (raw = mem_sys_alloc(total + MEM_ALIGN - 1)) == NULL)
+    if (raw == NULL)
         return NULL;
-    size_t pad = (MEM_ALIGN - ((uintptr_t)raw & (MEM_ALIGN - 1))) &
-                 (MEM_ALIGN - 1);
+    /* The prefix stays in the system block: its links keep the other
+     * large blocks reachable for the leak checker. */
+    sys_hold(raw, total, pad + sizeof(mem_large));
+    if (vg_on())
+        vg_undefined(raw + pad + sizeof(mem_large), front);
     mem_large *lg = (mem_large *)(raw + pad);
-    lg->pad = LARGE_PADDED | (uint32_t)pad;
+    lg->pad = padded | (uint32_t)pad;
     return lg;
 }
 
@@ -439,7 +483,7 @@ static rc_noinline void *large_alloc(mem_heap *mh, size_t size,
     mem_init();
     if (size > SIZE_MAX - sizeof(mem_large) - MEM_ALIGN)
         return NULL;
-    mem_large *lg = large_raw_alloc(sizeof(mem_large) + size);
+    mem_large *lg = large_raw_alloc(sizeof(mem_large) + size, vg_offset(kind));
     if (lg == NULL)
         return NULL;
     lg->size = size;
@@ -467,15 +511,15 @@ static rc_noinline void large_free(mem_heap *mh, void *block) {
     if (lg->next)
         lg->next->prev = lg->prev;
     mh->large_count--;
-    size_t raw_size = large_raw_size(lg);
-    sys_give_back((char *)lg - (lg->pad & (MEM_ALIGN - 1)), raw_size);
+    size_t pad = lg->pad & (MEM_ALIGN - 1);
+    sys_give_back((char *)lg - pad, large_raw_size(lg), pad + sizeof(mem_large));
 }
 
 /* ------------------------------------------------------- alloc and free */
 
 /* A slot from the head span of the class, taking the next span when the
  * head turns out to be full and a new one when there is none. */
-static rc_noinline void *alloc_slow(mem_heap *mh, size_t size, unsigned kind) {
+static rc_noinline void *pool_take(mem_heap *mh, size_t size, unsigned kind) {
     unsigned cls = class_of(size);
     for (;;) {
         mem_span *sp = mh->partial[kind][cls];
@@ -486,13 +530,13 @@ static rc_noinline void *alloc_slow(mem_heap *mh, size_t size, unsigned kind) {
             if (vg_on())
                 vg_defined(b, sizeof(void *));
             sp->free = link_load(b);
-        } else if (sp->bump == sp->end && sp->tail != 0) {
+        } else if (sp->bump >= sp->limit && sp->tail != 0) {
             span_geom g = span_geometry(sp);
-            sp->bump = span_base(sp) + sp->tail;
-            sp->end = span_base(sp) + g.n * sp->block;
+            char *base = span_base(sp);
+            run_start(sp, base + sp->tail, base + g.n * sp->block);
             sp->tail = 0;
             continue;
-        } else if (sp->bump != sp->end) {
+        } else if (sp->bump < sp->limit) {
             b = sp->bump;
             sp->bump += sp->block;
         } else {
@@ -511,13 +555,21 @@ static rc_noinline void *alloc_slow(mem_heap *mh, size_t size, unsigned kind) {
  * front of it (size and debug prefixes, header) are accessible. */
 static rc_noinline void *alloc_tracked(mem_heap *mh, size_t size,
                                        unsigned kind) {
-    char *b = alloc_slow(mh, size, kind);
+    char *b = pool_take(mh, size, kind);
     if (b != NULL) {
         size_t off = vg_offset(kind);
         vg_undefined(b, off);
         vg_block(b + off, size - off);
     }
     return b;
+}
+
+/* The first allocation of a process decides whether Memcheck watches. */
+static rc_noinline void *alloc_slow(mem_heap *mh, size_t size, unsigned kind) {
+    mem_init();
+    if (vg_on())
+        return alloc_tracked(mh, size, kind);
+    return pool_take(mh, size, kind);
 }
 
 void *mem_alloc(mem_heap *mh, size_t size, unsigned kind) {
@@ -529,7 +581,7 @@ void *mem_alloc(mem_heap *mh, size_t size, unsigned kind) {
     void *b;
     if (likely(sp != NULL) && likely((b = sp->free) != NULL)) {
         sp->free = link_load(b);
-    } else if (likely(sp != NULL) && likely(sp->bump != sp->end)) {
+    } else if (likely(sp != NULL) && likely(sp->bump < sp->limit)) {
         b = sp->bump;
         sp->bump += sp->block;
     } else {
@@ -626,7 +678,7 @@ void mem_foreach(mem_heap *mh, mem_visit_fn fn, void *ctx) {
         do {
             for (unsigned i = 0; i < MEM_SEGMENT_SPANS; i++)
                 if (!(seg->idle & (1u << i)))
-                    span_foreach(span_of(seg->base + i * MEM_SPAN_SIZE), fn,
+                    span_foreach(span_of(seg_span(seg, i)), fn,
                                  ctx);
             seg = seg->next;
         } while (seg != mh->segments);
@@ -656,3 +708,43 @@ void mem_release_all(mem_heap *mh) {
     mh->span_bytes = 0;
     mh->free_span_bytes = 0;
 }
+
+/* ------------------------------------------------------- debug builds */
+
+#if RCGC_DEBUG && defined(MEM_VALGRIND)
+/* Objects in the debug quarantine are dead but still hold their blocks,
+ * which only the quarantine's links (to their debug prefixes) point to.
+ * At exit, under Memcheck, a table of their payloads keeps them reachable,
+ * so the leak checker does not call them lost. */
+typedef struct vg_table {
+    void **at;
+    size_t n, cap;
+} vg_table;
+
+static void vg_note_quarantined(void *block, unsigned kind, void *ctx) {
+    vg_table *t = ctx;
+    rc__header *h = hdr_of_block(block, kind);
+    if (dbg_of(h)->state != DBG_FREED)
+        return;
+    if (t->at != NULL && t->n < t->cap)
+        t->at[t->n] = payload_of(h);
+    t->n++;
+}
+
+/* The table, reachable from here (volatile: the store must happen). */
+static void **volatile vg_kept;
+
+static void vg_keep_quarantine(void) {
+    rc_state *st = rc_tls_state;
+    if (st == NULL || st->in_pass || st->freeing)
+        return;
+    vg_table t = {NULL, 0, 0};
+    mem_foreach(&st->heap, vg_note_quarantined, &t);
+    if (t.n == 0 || (t.at = mem_sys_alloc(t.n * sizeof *t.at)) == NULL)
+        return;
+    t.cap = t.n;
+    t.n = 0;
+    mem_foreach(&st->heap, vg_note_quarantined, &t);
+    vg_kept = t.at;
+}
+#endif
