@@ -72,15 +72,24 @@ static pthread_once_t mem_vg_once = PTHREAD_ONCE_INIT;
 #if RCGC_DEBUG
 static void vg_keep_quarantine(void);
 #endif
+static _Atomic size_t mem_fast_max = MEM_SMALL_MAX;
 static void mem_vg_init(void) {
     static char probe;
     mem_vg = RUNNING_ON_VALGRIND && VALGRIND_MAKE_MEM_DEFINED(&probe, 1) != 0;
+    if (mem_vg)
+        atomic_store_explicit(&mem_fast_max, 0, memory_order_relaxed);
 #if RCGC_DEBUG
     if (mem_vg)
         atexit(vg_keep_quarantine);
 #endif
 }
 static void mem_init(void) { pthread_once(&mem_vg_once, mem_vg_init); }
+/* Blocks up to this size take the pooled fast paths: MEM_SMALL_MAX, or 0
+ * while Memcheck watches, which sends every block to the tracked paths for
+ * the price of the size test the fast paths make anyway. */
+static inline size_t fast_max(void) {
+    return atomic_load_explicit(&mem_fast_max, memory_order_relaxed);
+}
 #define vg_on() unlikely(mem_vg)
 #define vg_block(p, n) VALGRIND_MALLOCLIKE_BLOCK((p), (n), 0, 0)
 #define vg_unblock(p) VALGRIND_FREELIKE_BLOCK((p), 0)
@@ -89,6 +98,7 @@ static void mem_init(void) { pthread_once(&mem_vg_once, mem_vg_init); }
 #define vg_defined(p, n) VALGRIND_MAKE_MEM_DEFINED((p), (n))
 #else
 static void mem_init(void) {}
+static inline size_t fast_max(void) { return MEM_SMALL_MAX; }
 #define vg_on() 0
 #define vg_block(p, n) ((void)0)
 #define vg_unblock(p) ((void)0)
@@ -564,19 +574,21 @@ static rc_noinline void *alloc_tracked(mem_heap *mh, size_t size,
     return b;
 }
 
-/* The first allocation of a process decides whether Memcheck watches. */
+/* Everything the fast path does not do: large blocks, Memcheck, a class
+ * with no slot at hand. The first allocation of a process decides whether
+ * Memcheck watches. */
 static rc_noinline void *alloc_slow(mem_heap *mh, size_t size, unsigned kind) {
     mem_init();
+    if (size > MEM_SMALL_MAX)
+        return large_alloc(mh, size, kind);
     if (vg_on())
         return alloc_tracked(mh, size, kind);
     return pool_take(mh, size, kind);
 }
 
 void *mem_alloc(mem_heap *mh, size_t size, unsigned kind) {
-    if (unlikely(size > MEM_SMALL_MAX))
-        return large_alloc(mh, size, kind);
-    if (vg_on())
-        return alloc_tracked(mh, size, kind);
+    if (unlikely(size > fast_max()))
+        return alloc_slow(mh, size, kind);
     mem_span *sp = mh->partial[kind][class_of(size)];
     void *b;
     if (likely(sp != NULL) && likely((b = sp->free) != NULL)) {
@@ -620,13 +632,16 @@ static rc_noinline void free_tracked(mem_heap *mh, void *block, size_t size) {
     free_account(mh, sp, size);
 }
 
-void mem_free(mem_heap *mh, void *block, size_t size) {
-    if (unlikely(size > MEM_SMALL_MAX)) {
+static rc_noinline void free_other(mem_heap *mh, void *block, size_t size) {
+    if (size > MEM_SMALL_MAX)
         large_free(mh, block);
-        return;
-    }
-    if (vg_on()) {
+    else
         free_tracked(mh, block, size);
+}
+
+void mem_free(mem_heap *mh, void *block, size_t size) {
+    if (unlikely(size > fast_max())) {
+        free_other(mh, block, size);
         return;
     }
     mem_span *sp = span_of(block);
