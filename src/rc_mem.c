@@ -158,8 +158,14 @@ void mem_sys_free(void *p, size_t size) {
  * use-after-free described by the object's own allocation and release).
  * It grows back before it is given back. Memory from an allocator Memcheck
  * does not watch is left alone. */
+static inline bool sys_watched(void) {
+    /* Only the C library's blocks are known to Memcheck as blocks of their
+     * own; an embedder's allocator may hand out pieces of bigger ones. */
+    return vg_on() && sys.alloc == std_alloc;
+}
+
 static void sys_hold(void *p, size_t size, size_t keep) {
-    if (vg_on())
+    if (sys_watched())
         VALGRIND_RESIZEINPLACE_BLOCK(p, size, keep, 0);
 }
 
@@ -167,10 +173,10 @@ static void sys_hold(void *p, size_t size, size_t keep) {
  * system allocator handed it out: neither poisoned nor inaccessible. */
 static void sys_give_back(void *p, size_t size, size_t kept) {
     asan_unpoison(p, size);
-    if (vg_on()) {
+    if (sys_watched())
         VALGRIND_RESIZEINPLACE_BLOCK(p, kept, size, 0);
+    if (vg_on())
         vg_undefined(p, size);
-    }
     mem_sys_free(p, size);
 }
 
