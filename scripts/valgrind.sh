@@ -5,7 +5,10 @@
 # Plain programs (samples, drivers) run with --error-exitcode. Criterion
 # suites run each test in a worker process whose Valgrind errors do not
 # change the suite's result, so every worker writes its own log (-q: only
-# errors are logged) and any non-empty log fails the run.
+# errors are logged) and any non-empty log fails the run. Criterion starts
+# its workers with exec, which is traced; children a test forks itself
+# (death tests, which abort or leak on purpose) are silent, and system
+# programs a test starts (Graphviz's dot) are not traced.
 set -uo pipefail
 build=${1:?usage: valgrind.sh BUILD_DIR}
 logs="$build/valgrind-logs"
@@ -31,7 +34,9 @@ plain() { # name args...
 suite() { # name binary
     local name=$1 bin=$2 dir="$logs/$1"
     mkdir -p "$dir"
-    "${vg[@]}" --trace-children=yes --log-file="$dir/%p.log" "$bin" --jobs 1 \
+    "${vg[@]}" --trace-children=yes --child-silent-after-fork=yes \
+        --trace-children-skip='/usr/*,/bin/*,/sbin/*' \
+        --log-file="$dir/%p.log" "$bin" --jobs 1 \
         >"$dir/output.txt" 2>&1
     local rc=$?
     local bad
