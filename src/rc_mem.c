@@ -11,11 +11,11 @@
  * compete for the same cache sets; the slots overlapping it are never used.
  *
  * Invariants:
- *   - a span is on partial[kind][cls]  <=>  SPAN_FULL is clear in its `used`;
+ *   - a span is on partial[kind][cls]  <=>  its `used` is not negative;
  *     a listed span may turn out to be full only when an allocation finds it
- *     so (it is then unlisted and marked SPAN_FULL);
+ *     so (it is then unlisted, and SPAN_FULL added to `used`);
  *   - `used` counts the span's live blocks, plus SPAN_ALONE when it is the
- *     only span on its list, or with SPAN_FULL set when it is on none; so
+ *     only span on its list, or plus SPAN_FULL (negative) when on none; so
  *     the free path takes its slow branch only when `used` drops to 0 (an
  *     empty span that is not alone: back to its segment) or below (a full
  *     span gets room: listed again);
@@ -210,15 +210,15 @@ static inline unsigned class_of(size_t size) {
 
 #define SPAN_HDR 64                             /* bytes for the header */
 #define SPAN_COLOURS (MEM_SPAN_SIZE / SPAN_HDR) /* header positions */
-#define SPAN_FULL 0x80000000u                   /* in `used`: unlisted */
-#define SPAN_ALONE 1u                           /* in `used`: see below */
+#define SPAN_FULL INT32_MIN                     /* in `used`: unlisted */
+#define SPAN_ALONE 1                            /* in `used`: see below */
 #define SEG_SPAN_BYTES ((uint64_t)MEM_SEGMENT_SPANS * MEM_SPAN_SIZE)
 
 struct mem_span {
     void *free;       /* freed slots, linked through their first word */
     char *bump;       /* next never-used slot of the current run */
     char *limit;      /* bump < limit while the run has a slot left */
-    uint32_t used;    /* live blocks, + SPAN_ALONE or | SPAN_FULL */
+    int32_t used;     /* live blocks, + SPAN_ALONE or + SPAN_FULL */
     uint32_t block;   /* slot size */
     mem_span *prev, *next;
     mem_segment *seg;
@@ -557,7 +557,7 @@ static rc_noinline void *pool_take(mem_heap *mh, size_t size, unsigned kind) {
             sp->bump += sp->block;
         } else {
             partial_remove(mh, sp);
-            sp->used |= SPAN_FULL;
+            sp->used += SPAN_FULL;
             continue;
         }
         sp->used++;
@@ -614,8 +614,8 @@ void *mem_alloc(mem_heap *mh, size_t size, unsigned kind) {
 /* The span's count went to 0 or it was full: list it again, or give it
  * back to its segment once empty (unless it is its class's only span). */
 static rc_noinline void free_slow(mem_heap *mh, mem_span *sp) {
-    if (sp->used & SPAN_FULL) {
-        sp->used &= ~SPAN_FULL;
+    if (sp->used < 0) {
+        sp->used -= SPAN_FULL;
         partial_push(mh, sp);
     }
     if (sp->used == 0 && (sp->prev || sp->next))
@@ -624,7 +624,7 @@ static rc_noinline void free_slow(mem_heap *mh, mem_span *sp) {
 
 static inline void free_account(mem_heap *mh, mem_span *sp, size_t size) {
     mh->pooled_live_bytes -= size;
-    if (unlikely((int32_t)--sp->used <= 0))
+    if (unlikely(--sp->used <= 0))
         free_slow(mh, sp);
 }
 
