@@ -83,12 +83,28 @@ void *rc_alloc_extra(const rc_type *type, size_t extra) {
 
 /* ------------------------------------------------------- counting */
 
+static inline size_t obj_free(rc_state *st, rc__header *h, const rc_type *t,
+                              uint32_t flags);
+
 void rc__release_zero(rc__header *h) {
+    rc_state *st = rc_tls_state;
+    const rc_type *t = h->type;
+    /* A leaf (no references, no finalizer, nothing to detach) dies here
+     * and now, without the pending list. */
+    if (likely(!(h->gc & (F_IMMORTAL | F_BUFFERED | F_WEAK)) &&
+               t->trace == NULL && t->finalize == NULL && !st->freeing)) {
+#if RCGC_DEBUG
+        dbg_of(h)->state = DBG_DYING;
+#endif
+        if (t->dispose)
+            t->dispose(payload_of(h));
+        obj_free(st, h, t, h->gc);
+        return;
+    }
     if (unlikely(h->gc & F_IMMORTAL)) {
         h->rc = RC_IMMORTAL_COUNT; /* sticky: drifted down, never freed */
         return;
     }
-    rc_state *st = rc_tls_state;
     if (unlikely(st->finalizing == h)) {
         /* The finalizer released its own object once too often. */
 #if RCGC_DEBUG
