@@ -143,6 +143,15 @@ void gc_forget_roots(rc_state *st) {
     st->nroots = 0;
 }
 
+/* The header of a child the collector trial-deletes, or NULL for a NULL
+ * child and for acyclic and immortal ones, which are never touched. */
+static inline rc__header *gc_child(void *child) {
+    if (child == NULL)
+        return NULL;
+    rc__header *c = hdr_of(child);
+    return gc_participates(c) ? c : NULL;
+}
+
 /* ------------------------------------------------------- work stack */
 
 /* The work array holds the walk stack at its bottom, work[0..top), and the
@@ -205,9 +214,9 @@ static void dbg_see(rc__header *h) {
 
 static void dbg_edge_from_white(void *child, void *ctx) {
     int delta = *(int *)ctx;
-    if (child != NULL && gc_participates(hdr_of(child)) &&
-        colour_of(hdr_of(child)) == C_BLACK)
-        hdr_of(child)->rc += (uint32_t)delta;
+    rc__header *c = gc_child(child);
+    if (c != NULL && colour_of(c) == C_BLACK)
+        c->rc += (uint32_t)delta;
 }
 
 static void dbg_white_edges(int delta) {
@@ -244,11 +253,9 @@ static void dbg_check_scan(void) {
 #endif
 
 static void visit_gray(void *child, void *ctx) {
-    if (child == NULL)
-        return;
     gc_pass *p = ctx;
-    rc__header *c = hdr_of(child);
-    if (!gc_participates(c))
+    rc__header *c = gc_child(child);
+    if (c == NULL)
         return;
     if (unlikely(c->rc == 0)) {
         /* More edges into c than references to it: a trace that reports
@@ -287,11 +294,9 @@ static void gc_mark_gray(gc_pass *p, rc__header *root) {
 #define TAG_BLACKEN 1u
 
 static void visit_black(void *child, void *ctx) {
-    if (child == NULL)
-        return;
     gc_pass *p = ctx;
-    rc__header *c = hdr_of(child);
-    if (!gc_participates(c))
+    rc__header *c = gc_child(child);
+    if (c == NULL)
         return;
     c->rc++;
     if (colour_of(c) != C_BLACK) {
@@ -301,11 +306,9 @@ static void visit_black(void *child, void *ctx) {
 }
 
 static void visit_scan(void *child, void *ctx) {
-    if (child == NULL)
-        return;
     gc_pass *p = ctx;
-    rc__header *c = hdr_of(child);
-    if (gc_participates(c) && colour_of(c) == C_GRAY) {
+    rc__header *c = gc_child(child);
+    if (c != NULL && colour_of(c) == C_GRAY) {
         set_colour(c, C_QUEUED);
         push(p, c, 0);
     }
@@ -368,24 +371,23 @@ static gc_set gc_collect_white(gc_pass *p) {
 
 static void visit_restore(void *child, void *ctx) {
     (void)ctx;
-    if (child != NULL && gc_participates(hdr_of(child)))
-        hdr_of(child)->rc++;
+    rc__header *c = gc_child(child);
+    if (c != NULL)
+        c->rc++;
 }
 
 static void visit_set_dec(void *child, void *ctx) {
     (void)ctx;
-    if (child != NULL && colour_of(hdr_of(child)) == C_GRAY &&
-        gc_participates(hdr_of(child)))
-        hdr_of(child)->rc--;
+    rc__header *c = gc_child(child);
+    if (c != NULL && colour_of(c) == C_GRAY)
+        c->rc--;
 }
 
 /* Resurrected members are white while the set is sorted out. */
 static void visit_set_alive(void *child, void *ctx) {
-    if (child == NULL)
-        return;
     gc_pass *p = ctx;
-    rc__header *c = hdr_of(child);
-    if (!gc_participates(c))
+    rc__header *c = gc_child(child);
+    if (c == NULL)
         return;
     unsigned col = colour_of(c);
     if (col == C_GRAY) {
