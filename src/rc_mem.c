@@ -26,8 +26,9 @@
  *   - F = bytes of segments + large-block prefixes - bytes of live pooled
  *     blocks (mem_fragmented).
  * Free slots, gaps and idle spans are poisoned for AddressSanitizer, and
- * under Valgrind every pooled or large object is a heap block of its own,
- * so a use-after-free of a pooled object is caught as with malloc.
+ * under Valgrind's Memcheck every pooled or large object is a heap block of
+ * its own, so a use-after-free or a leak of a pooled object is reported as
+ * it would be with malloc.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -242,12 +243,10 @@ static inline char *span_base(const mem_span *sp) {
     return (char *)((uintptr_t)sp & ~(uintptr_t)(MEM_SPAN_SIZE - 1));
 }
 
-/* Starts handing out the slots of [from, to) in order. The limit points
- * one byte into the run's last slot, never to a block's start (see
- * seg_span). */
+/* Starts handing out the slots of [from, to) in order. */
 static inline void run_start(mem_span *sp, char *from, char *to) {
     sp->bump = from;
-    sp->limit = to > from ? to - sp->block + 1 : from;
+    sp->limit = to;
 }
 
 /* Slots are laid out from the span's start; [lo, hi) overlap the header. */
@@ -307,7 +306,7 @@ static inline mem_no_asan void *link_load(const void *slot) {
 
 struct mem_segment {
     void *raw;          /* as the system allocator returned it */
-    uint32_t base;      /* offset of the first span, MEM_SPAN_SIZE aligned */
+    char *base;         /* first span, MEM_SPAN_SIZE aligned */
     mem_segment *prev, *next;
     uint32_t idle;      /* bit i: span i is idle */
     uint32_t nused;     /* spans in use */
@@ -316,11 +315,10 @@ struct mem_segment {
 #define SEGMENT_RAW ((MEM_SEGMENT_SPANS + 1) * MEM_SPAN_SIZE)
 #define ALL_SPANS ((uint32_t)((1ull << MEM_SEGMENT_SPANS) - 1))
 
-/* Span i of a segment. The segment keeps offsets, not pointers, to where
- * blocks start: under Memcheck a stored pointer to a block's start would
- * make a leaked object look reachable. */
+/* Span i of a segment. (Pointers to slots never keep an object alive for
+ * Memcheck's leak checker: its blocks start at payloads, see vg_offset.) */
 static inline char *seg_span(const mem_segment *seg, unsigned i) {
-    return (char *)seg->raw + seg->base + (size_t)i * MEM_SPAN_SIZE;
+    return seg->base + (size_t)i * MEM_SPAN_SIZE;
 }
 
 static void seg_insert_head(mem_heap *mh, mem_segment *seg) {
@@ -360,7 +358,7 @@ static mem_segment *seg_new(mem_heap *mh) {
     sys_hold(seg->raw, SEGMENT_RAW, 1);
     uintptr_t a = ((uintptr_t)seg->raw + MEM_SPAN_SIZE - 1) &
                   ~(uintptr_t)(MEM_SPAN_SIZE - 1);
-    seg->base = (uint32_t)(a - (uintptr_t)seg->raw);
+    seg->base = (char *)a;
     seg->idle = ALL_SPANS;
     seg->nused = 0;
     seg_insert_head(mh, seg);
@@ -395,7 +393,6 @@ static mem_span *span_init(mem_segment *seg, unsigned i, unsigned kind,
     sp->free = NULL;
     sp->used = 0;
     span_geom g = span_geometry(sp);
-    sp->bump = base;
     run_start(sp, base, base + g.lo * sp->block);
     sp->tail = g.hi < g.n ? (uint32_t)(g.hi * sp->block) : 0;
     return sp;
