@@ -23,6 +23,22 @@ static size_t block_bytes(size_t payload, unsigned kind) {
     return payload > SIZE_MAX - fixed ? 0 : payload + fixed;
 }
 
+/* Common small payloads get a constant-size memset, which the compiler
+ * writes inline; exactly the payload's bytes, as the sanitizers expect. */
+static inline void zero_payload(void *p, size_t n) {
+    switch (n) {
+    case 8: memset(p, 0, 8); break;
+    case 16: memset(p, 0, 16); break;
+    case 24: memset(p, 0, 24); break;
+    case 32: memset(p, 0, 32); break;
+    case 40: memset(p, 0, 40); break;
+    case 48: memset(p, 0, 48); break;
+    case 56: memset(p, 0, 56); break;
+    case 64: memset(p, 0, 64); break;
+    default: memset(p, 0, n); break;
+    }
+}
+
 static inline __attribute__((always_inline)) void *
 obj_alloc(const rc_type *type, size_t extra, const char *file, int line) {
     if (type == NULL || extra > SIZE_MAX - type->size)
@@ -63,7 +79,7 @@ obj_alloc(const rc_type *type, size_t extra, const char *file, int line) {
     (void)file;
     (void)line;
 #endif
-    memset(payload_of(h), 0, payload);
+    zero_payload(payload_of(h), payload);
     st->stats.objects_allocated++;
     st->stats.bytes_allocated += size;
     return payload_of(h);
@@ -86,18 +102,16 @@ void *rc_alloc_extra(const rc_type *type, size_t extra) {
 static inline size_t obj_free(rc_state *st, rc__header *h, const rc_type *t,
                               uint32_t flags);
 
-void rc__release_zero(rc__header *h) {
-    rc_state *st = rc_tls_state;
-    const rc_type *t = h->type;
-    /* A leaf (no references, no finalizer, nothing to detach) dies here
-     * and now, without the pending list. */
-    if (likely(!(h->gc & (F_IMMORTAL | F_BUFFERED | F_WEAK)) &&
-               t->trace == NULL && t->finalize == NULL && !st->freeing)) {
+/* Everything but a plain leaf: dispose-only leaves, immortals, objects to
+ * detach or finalize, objects with children. */
+static rc_noinline void release_zero_slow(rc_state *st, rc__header *h,
+                                          const rc_type *t) {
+    if (!(h->gc & (F_IMMORTAL | F_BUFFERED | F_WEAK)) && t->trace == NULL &&
+        t->finalize == NULL && !st->freeing) {
 #if RCGC_DEBUG
         dbg_of(h)->state = DBG_DYING;
 #endif
-        if (t->dispose)
-            t->dispose(payload_of(h));
+        t->dispose(payload_of(h)); /* user code: not inside a cascade */
         obj_free(st, h, t, h->gc);
         return;
     }
@@ -115,6 +129,23 @@ void rc__release_zero(rc__header *h) {
         return;
     }
     obj_kill(st, h);
+}
+
+void rc__release_zero(rc__header *h) {
+    rc_state *st = rc_tls_state;
+    const rc_type *t = h->type;
+    /* A plain leaf (no references, no hooks, nothing to detach) dies here
+     * and now: no user code runs, so even inside a cascade it needs no
+     * pending list. */
+    if (likely(!(h->gc & (F_IMMORTAL | F_BUFFERED | F_WEAK)) &&
+               t->trace == NULL && t->finalize == NULL && t->dispose == NULL)) {
+#if RCGC_DEBUG
+        dbg_of(h)->state = DBG_DYING;
+#endif
+        obj_free(st, h, t, h->gc);
+        return;
+    }
+    release_zero_slow(st, h, t);
 }
 
 void rc__buffer(rc__header *h) { gc_buffer(rc_tls_state, h); }
