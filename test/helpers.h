@@ -48,6 +48,13 @@
 static int th_finalized TH_UNUSED;
 static int th_disposed TH_UNUSED;
 
+/* The calling thread's counters, by value. */
+static TH_UNUSED rc_stats th_stats(void) {
+    rc_stats s;
+    rc_stats_get(&s);
+    return s;
+}
+
 static TH_UNUSED void th_reset(void) {
     th_finalized = 0;
     th_disposed = 0;

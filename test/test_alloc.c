@@ -111,11 +111,6 @@ TestSuite(uaf, .init = install_counting);
 
 /* ---------------------------------------------------------------- helpers */
 
-static rc_stats stats_now(void) {
-    rc_stats s;
-    rc_stats_get(&s);
-    return s;
-}
 
 /* Types outlive their objects, also in the quarantine of debug builds,
  * where block sizes are read back from them: tests take theirs from here. */
@@ -256,14 +251,14 @@ Test(spans, emptied_spans_and_segments_are_returned, .timeout = 60) {
     uint64_t held0 = ca.held;
     for (size_t i = 0; i < n; i++)
         objs[i] = th_must(rc_alloc(t), "t");
-    rc_stats s = stats_now();
+    rc_stats s = th_stats();
     cr_assert_eq(ca.segments, 4, "four segments for %zu blocks", n);
     cr_assert_eq(s.bytes_fragmented, frag0(4, n * block, 0));
     uint64_t peak = ca.held;
     for (size_t i = 0; i < n; i++)
         rc_release(objs[i]);
     settle();
-    s = stats_now();
+    s = th_stats();
     cr_assert_leq(ca.segments, 2, "segments left: %" PRIu64, ca.segments);
     cr_assert_eq(s.bytes_fragmented, frag(ca.segments, 0, 0));
     if (!RCGC_DEBUG)
@@ -313,7 +308,7 @@ Test(frag, exact_figure_for_a_known_pattern) {
     void *big1 = th_must(rc_alloc(&big_type), "big");
     void *big2 = th_must(rc_alloc(&big_type), "big");
     void *x = th_must(rc_alloc_extra(&flex_type, 100), "extra");
-    rc_stats s = stats_now();
+    rc_stats s = th_stats();
     cr_assert_eq(ca.segments, 1);
     cr_assert_eq(s.bytes_fragmented, frag0(1, N * b20 + bx, 2));
     cr_assert_eq(s.bytes_live, N * b20 + bx + 2 * (HDR + DBG + 3000));
@@ -322,7 +317,7 @@ Test(frag, exact_figure_for_a_known_pattern) {
         rc_release(objs[i]);
     rc_release(big1);
     settle();
-    s = stats_now();
+    s = th_stats();
     cr_assert_eq(s.bytes_fragmented, frag(1, N / 2 * b20 + bx, 1));
     cr_assert_eq(s.bytes_fragmented + s.bytes_live,
                  SEGMENT + (1 + QUARANTINED_LARGE) * LARGE_PREFIX +
@@ -334,7 +329,7 @@ Test(frag, exact_figure_for_a_known_pattern) {
     rc_release(big2);
     rc_release(x);
     settle();
-    cr_assert_eq(stats_now().bytes_fragmented, frag(1, 0, 0));
+    cr_assert_eq(th_stats().bytes_fragmented, frag(1, 0, 0));
     TH_ASSERT_NO_LEAKS();
 }
 
@@ -342,11 +337,11 @@ Test(frag, exact_figure_for_a_known_pattern) {
  * more slack than one 64-byte block. */
 Test(frag, class_rounding_is_slack) {
     void *a = plain_block(49);
-    uint64_t f49 = stats_now().bytes_fragmented;
+    uint64_t f49 = th_stats().bytes_fragmented;
     rc_release(a);
     settle();
     void *b = plain_block(64);
-    uint64_t f64 = stats_now().bytes_fragmented;
+    uint64_t f64 = th_stats().bytes_fragmented;
     cr_assert_eq(f49 + QUARANTINED_LARGE * LARGE_PREFIX - f64, 15);
     rc_release(b);
     TH_ASSERT_NO_LEAKS();
@@ -382,7 +377,7 @@ Test(large, blocks_over_2_kib_come_from_the_system_allocator) {
         cr_assert_eq(ca.last_freed_size, SMALL_MAX + 1 + LARGE_PREFIX);
         cr_assert_eq(ca.held, held);
     }
-    cr_assert_eq(stats_now().bytes_fragmented, frag(1, 0, 0));
+    cr_assert_eq(th_stats().bytes_fragmented, frag(1, 0, 0));
     TH_ASSERT_NO_LEAKS();
 }
 
@@ -451,7 +446,7 @@ Test(reuse, random_order, .timeout = 60) {
     for (int i = 0; i < N; i++)
         rc_release(objs[i]);
     settle();
-    rc_stats s = stats_now();
+    rc_stats s = th_stats();
     cr_assert_eq(s.bytes_live, 0);
     cr_assert_eq(s.bytes_fragmented, frag(ca.segments, 0, 0));
     TH_ASSERT_NO_LEAKS();

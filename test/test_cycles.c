@@ -37,11 +37,6 @@ TestSuite(long_graphs, .init = defaults);
 TestSuite(immortal, .init = no_auto_passes);
 TestSuite(misuse, .init = no_auto_passes);
 
-static rc_stats stats_now(void) {
-    rc_stats s;
-    rc_stats_get(&s);
-    return s;
-}
 
 /* The k-th successor of n along kid[0]. */
 static tnode *nth(tnode *n, size_t k) {
@@ -55,11 +50,11 @@ static tnode *nth(tnode *n, size_t k) {
  * those n objects, by the collector, returning n. */
 static void drop_and_collect(void *head, size_t n) {
     size_t live = rc_live_objects();
-    rc_stats s0 = stats_now();
+    rc_stats s0 = th_stats();
     rc_release(head);
     cr_assert_eq(rc_live_objects(), live, "counting alone freed a cycle");
     size_t freed = rc_collect();
-    rc_stats s1 = stats_now();
+    rc_stats s1 = th_stats();
     cr_assert_eq(freed, n, "rc_collect returned %zu, expected %zu", freed, n);
     cr_assert_eq(rc_live_objects(), live - n);
     cr_assert_eq(s1.objects_freed - s0.objects_freed, (uint64_t)n);
@@ -95,18 +90,18 @@ static const rc_type pnode_type = {"pnode", sizeof(tnode), th_tnode_trace,
 /* ============================================================== cycles */
 
 Test(cycles, self_loop_is_collected_with_exact_stats) {
-    rc_stats s0 = stats_now();
+    rc_stats s0 = th_stats();
     tnode *n = th_self_loop();
-    rc_stats s1 = stats_now();
+    rc_stats s1 = th_stats();
     cr_assert_eq(rc_refcount(n), 2);
     rc_release(n);
-    rc_stats s2 = stats_now();
+    rc_stats s2 = th_stats();
     cr_assert_eq(s2.roots_buffered - s1.roots_buffered, 1,
                  "a release leaving count 1 must buffer a candidate root");
     cr_assert_eq(rc_live_objects(), 1);
     cr_assert_eq(th_finalized, 0);
     cr_assert_eq(rc_collect(), 1);
-    rc_stats s3 = stats_now();
+    rc_stats s3 = th_stats();
     cr_assert_geq(s3.collections - s2.collections, 1);
     cr_assert_eq(s3.cycles_objects_freed - s2.cycles_objects_freed, 1);
     cr_assert_eq(s3.bytes_freed_by_collector - s2.bytes_freed_by_collector,
@@ -455,9 +450,9 @@ Test(cycles, ring_broken_by_rc_set_is_freed_by_counting) {
     tnode *last = nth(r, 9);
     rc_set((void **)&last->kid[0], NULL);
     cr_assert_eq(rc_refcount(r), 1);
-    rc_stats s0 = stats_now();
+    rc_stats s0 = th_stats();
     rc_release(r);
-    rc_stats s1 = stats_now();
+    rc_stats s1 = th_stats();
     cr_assert_eq(rc_live_objects(), 0);
     cr_assert_eq(s1.objects_freed - s0.objects_freed, 10);
     cr_assert_eq(s1.cycles_objects_freed - s0.cycles_objects_freed, 0);
@@ -543,10 +538,10 @@ Test(cycles, acyclic_objects_in_reach_freed_in_same_call) {
         rc_release(ac);
     }
     cr_assert_eq(rc_live_objects(), 9);
-    rc_stats s0 = stats_now();
+    rc_stats s0 = th_stats();
     rc_release(r);
     size_t freed = rc_collect();
-    rc_stats s1 = stats_now();
+    rc_stats s1 = th_stats();
     cr_assert_eq(freed, 9, "rc_collect must count every object it freed");
     cr_assert_eq(rc_live_objects(), 0);
     cr_assert_eq(s1.objects_freed - s0.objects_freed, 9);
@@ -578,9 +573,9 @@ Test(cycles, buffered_root_freed_by_counting_before_pass) {
     tnode *a = th_node_of(&tnode_type, 1);
     tnode *b = th_node_of(&tnode_type, 2);
     th_link(b, 0, a);
-    rc_stats s0 = stats_now();
+    rc_stats s0 = th_stats();
     rc_release(a); /* count 2 -> 1: a becomes a candidate root */
-    cr_assert_eq(stats_now().roots_buffered - s0.roots_buffered, 1);
+    cr_assert_eq(th_stats().roots_buffered - s0.roots_buffered, 1);
     rc_release(b); /* frees b, then a while it is buffered */
     cr_assert_eq(rc_live_objects(), 0);
     /* Reuse the memory before the pass sees the stale candidate. */
@@ -619,14 +614,14 @@ Test(cycles, roots_are_buffered_only_for_cyclic_types) {
     rc_retain(ac);
     rc_retain(leaf);
     rc_retain(cy);
-    rc_stats s0 = stats_now();
+    rc_stats s0 = th_stats();
     rc_release(ac);
     rc_release(leaf);
-    rc_stats s1 = stats_now();
+    rc_stats s1 = th_stats();
     cr_assert_eq(s1.roots_buffered - s0.roots_buffered, 0,
                  "acyclic and trace-less objects are never buffered");
     rc_release(cy);
-    rc_stats s2 = stats_now();
+    rc_stats s2 = th_stats();
     cr_assert_eq(s2.roots_buffered - s1.roots_buffered, 1);
     cr_assert_eq(rc_collect(), 0);
     rc_release(ac);
@@ -637,7 +632,7 @@ Test(cycles, roots_are_buffered_only_for_cyclic_types) {
 }
 
 Test(cycles, stats_account_for_every_collected_byte) {
-    rc_stats s0 = stats_now();
+    rc_stats s0 = th_stats();
     tnode *r = th_ring(100);
     tvec *c = th_clique(10);
     tflex *f = tflex_new(7);
@@ -646,14 +641,14 @@ Test(cycles, stats_account_for_every_collected_byte) {
     th_link(r, 2, f);
     rc_release(c);
     rc_release(f);
-    rc_stats s1 = stats_now();
+    rc_stats s1 = th_stats();
     uint64_t bytes = s1.bytes_allocated - s0.bytes_allocated;
     cr_assert_eq(s1.objects_allocated - s0.objects_allocated, 111);
     cr_assert_eq(s1.objects_live - s0.objects_live, 111);
     cr_assert_eq(s1.bytes_live - s0.bytes_live, bytes);
     rc_release(r);
     cr_assert_eq(rc_collect(), 111);
-    rc_stats s2 = stats_now();
+    rc_stats s2 = th_stats();
     cr_assert_eq(s2.objects_freed - s1.objects_freed, 111);
     cr_assert_eq(s2.cycles_objects_freed - s1.cycles_objects_freed, 111);
     cr_assert_eq(s2.bytes_freed - s1.bytes_freed, bytes);
@@ -1516,9 +1511,9 @@ static void make_garbage_rings(int count, size_t size) {
 
 Test(threshold, zero_turns_automatic_passes_off) {
     rc_set_threshold(0);
-    rc_stats s0 = stats_now();
+    rc_stats s0 = th_stats();
     make_garbage_rings(20000, 3);
-    rc_stats s1 = stats_now();
+    rc_stats s1 = th_stats();
     cr_assert_eq(s1.collections, s0.collections, "no automatic pass");
     cr_assert_eq(rc_live_objects(), 60000);
     cr_assert_geq(s1.roots_buffered - s0.roots_buffered, 20000);
@@ -1528,9 +1523,9 @@ Test(threshold, zero_turns_automatic_passes_off) {
 
 Test(threshold, small_threshold_collects_without_rc_collect) {
     rc_set_threshold(100);
-    rc_stats s0 = stats_now();
+    rc_stats s0 = th_stats();
     make_garbage_rings(2000, 3);
-    rc_stats s1 = stats_now();
+    rc_stats s1 = th_stats();
     cr_assert_gt(s1.collections - s0.collections, 0);
     cr_assert_gt(s1.cycles_objects_freed - s0.cycles_objects_freed, 0);
     cr_assert_lt(rc_live_objects(), 6000);
@@ -1543,7 +1538,7 @@ Test(threshold, small_threshold_collects_without_rc_collect) {
 }
 
 Test(threshold, default_threshold_runs_passes) {
-    rc_stats s0 = stats_now();
+    rc_stats s0 = th_stats();
     for (int i = 0; i < 3 * RC_DEFAULT_THRESHOLD; i++) {
         tnode *a = th_node_of(&tnode_type, i);
         tnode *b = th_node_of(&tnode_type, i);
@@ -1552,7 +1547,7 @@ Test(threshold, default_threshold_runs_passes) {
         rc_release(a);
         rc_release(b);
     }
-    rc_stats s1 = stats_now();
+    rc_stats s1 = th_stats();
     cr_assert_gt(s1.collections - s0.collections, 0);
     cr_assert_lt(rc_live_objects(), (size_t)6 * RC_DEFAULT_THRESHOLD);
     TH_ASSERT_NO_LEAKS();
@@ -1590,14 +1585,14 @@ Test(threshold, automatic_passes_never_free_live_objects) {
 
 Test(threshold, setting_zero_again_stops_passes) {
     rc_set_threshold(10);
-    rc_stats s0 = stats_now();
+    rc_stats s0 = th_stats();
     make_garbage_rings(100, 2);
-    rc_stats s1 = stats_now();
+    rc_stats s1 = th_stats();
     cr_assert_gt(s1.collections - s0.collections, 0);
     rc_set_threshold(0);
     size_t live = rc_live_objects();
     make_garbage_rings(1000, 2);
-    rc_stats s2 = stats_now();
+    rc_stats s2 = th_stats();
     cr_assert_eq(s2.collections, s1.collections);
     cr_assert_eq(rc_live_objects(), live + 2000);
     cr_assert_eq(rc_collect(), live + 2000);
@@ -1627,9 +1622,9 @@ Test(long_graphs, million_node_chain_freed_by_counting) {
     size_t n = th_scale(1000000);
     tnode *c = th_chain(n);
     rc_set_threshold(0);
-    rc_stats s0 = stats_now();
+    rc_stats s0 = th_stats();
     rc_release(c);
-    rc_stats s1 = stats_now();
+    rc_stats s1 = th_stats();
     cr_assert_eq(rc_live_objects(), 0);
     cr_assert_eq(s1.objects_freed - s0.objects_freed, (uint64_t)n);
     cr_assert_eq(s1.cycles_objects_freed - s0.cycles_objects_freed, 0);

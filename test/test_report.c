@@ -42,11 +42,6 @@ TestSuite(exit_report); /* no fixture: children must start with no state */
 #define SPAN ((uint64_t)64 << 10)
 #define LARGE_PREFIX ((uint64_t)32)
 
-static rc_stats stats_now(void) {
-    rc_stats s;
-    rc_stats_get(&s);
-    return s;
-}
 
 /* What one segment adds to F: its 16 spans, or the 17 the system is asked
  * for so that spans can be aligned. Measured on the first pooled block and
@@ -54,7 +49,7 @@ static rc_stats stats_now(void) {
 static uint64_t segment_bytes;
 
 static void measure_segment(uint64_t first_block) {
-    segment_bytes = stats_now().bytes_fragmented + first_block;
+    segment_bytes = th_stats().bytes_fragmented + first_block;
     cr_assert(segment_bytes == 16 * SPAN || segment_bytes == 17 * SPAN,
               "a segment holds 16 spans of 64 KiB: F says %" PRIu64,
               segment_bytes);
@@ -95,7 +90,7 @@ static pair *new_pair(void) { return th_must(rc_alloc(&pair_type), "pair"); }
 /* ================================================================ stats */
 
 Test(stats, all_zero_before_anything_is_allocated) {
-    rc_stats s = stats_now();
+    rc_stats s = th_stats();
     rc_stats zero;
     memset(&zero, 0, sizeof zero);
     cr_assert_eq(memcmp(&s, &zero, sizeof s), 0);
@@ -111,7 +106,7 @@ Test(stats, exact_bytes_for_plain_sized_and_large_objects) {
     const uint64_t ba = BLOCK(32), bb = BLOCK_X(32 + 40), bc = BLOCK(32),
                    bd = BLOCK(4000);
     const uint64_t m = ba + bb + bc + bd;
-    rc_stats s = stats_now();
+    rc_stats s = th_stats();
     if (!RCGC_DEBUG)
         cr_assert_eq(m, 48 + 104 + 48 + 4016);
     cr_assert_eq(s.objects_allocated, 4);
@@ -124,7 +119,7 @@ Test(stats, exact_bytes_for_plain_sized_and_large_objects) {
 
     rc_release(b);
     rc_release(d);
-    s = stats_now();
+    s = th_stats();
     cr_assert_eq(s.objects_freed, 2);
     cr_assert_eq(s.objects_live, 2);
     cr_assert_eq(s.bytes_allocated, m, "M never goes down");
@@ -136,7 +131,7 @@ Test(stats, exact_bytes_for_plain_sized_and_large_objects) {
 
     rc_release(a);
     rc_release(c);
-    s = stats_now();
+    s = th_stats();
     cr_assert_eq(s.bytes_freed, m);
     cr_assert_eq(s.bytes_live, 0);
     cr_assert_eq(s.objects_live, 0);
@@ -169,16 +164,16 @@ Test(stats, fragmentation_for_a_known_pattern) {
         if (i == 0)
             measure_segment(BLOCK(types[0].size));
     }
-    rc_stats s = stats_now();
+    rc_stats s = th_stats();
     cr_assert_eq(s.bytes_allocated, total);
     cr_assert_eq(s.bytes_fragmented, frag(2, total, 0), "two segments");
     void *big = th_must(rc_alloc(&big_type), "big");
-    cr_assert_eq(stats_now().bytes_fragmented, frag(2, total, 1),
+    cr_assert_eq(th_stats().bytes_fragmented, frag(2, total, 1),
                  "a large block adds its link prefix only");
     rc_release(big);
     for (int i = 0; i < 17; i++)
         rc_release(objs[i]);
-    s = stats_now();
+    s = th_stats();
     cr_assert_eq(s.bytes_live, 0);
     cr_assert_eq(s.bytes_fragmented,
                  frag(2, held(0, total), RCGC_DEBUG ? 1 : 0),
@@ -195,18 +190,18 @@ Test(stats, collector_figures_for_a_garbage_ring) {
     y->a = rc_retain(z);
     z->a = rc_retain(x);
     z->b = leaf; /* takes over the allocation's reference */
-    cr_assert_eq(stats_now().roots_buffered, 0);
+    cr_assert_eq(th_stats().roots_buffered, 0);
     rc_release(x);
     rc_release(y);
     rc_release(z);
-    rc_stats s = stats_now();
+    rc_stats s = th_stats();
     cr_assert_eq(s.roots_buffered, 3);
     cr_assert_eq(s.objects_live, 4, "counting alone frees no cycle");
     cr_assert_eq(s.collections, 0);
     cr_assert_eq(s.gc_ns_total, 0);
 
     cr_assert_eq(rc_collect(), 4, "the ring and the leaf it held");
-    s = stats_now();
+    s = th_stats();
     const uint64_t ring = 3 * BLOCK(sizeof(pair)), lb = BLOCK(32);
     cr_assert_eq(s.collections, 1, "one pass found all; the next had no "
                                    "candidate and does not count");
@@ -224,7 +219,7 @@ Test(stats, collector_figures_for_a_garbage_ring) {
         cr_assert_eq(ring + lb, 3 * 32 + 48);
 
     cr_assert_eq(rc_collect(), 0);
-    rc_stats s2 = stats_now();
+    rc_stats s2 = th_stats();
     cr_assert_eq(s2.collections, 1, "nothing buffered: no pass");
     cr_assert_eq(s2.gc_ns_total, s.gc_ns_total);
     TH_ASSERT_NO_LEAKS();
@@ -241,15 +236,15 @@ Test(stats, roots_buffered_counts_each_buffering) {
     }
     rc_release(leaf); /* no trace: never a candidate */
     rc_release(acyc); /* RC_TYPE_ACYCLIC: never a candidate */
-    cr_assert_eq(stats_now().roots_buffered, 0);
+    cr_assert_eq(th_stats().roots_buffered, 0);
     rc_release(p); /* 4 -> 3: buffered */
-    cr_assert_eq(stats_now().roots_buffered, 1);
+    cr_assert_eq(th_stats().roots_buffered, 1);
     rc_release(p); /* 3 -> 2: already buffered */
-    cr_assert_eq(stats_now().roots_buffered, 1);
+    cr_assert_eq(th_stats().roots_buffered, 1);
 
-    rc_stats s0 = stats_now();
+    rc_stats s0 = th_stats();
     cr_assert_eq(rc_collect(), 0, "p is live");
-    rc_stats s1 = stats_now();
+    rc_stats s1 = th_stats();
     cr_assert_eq(s1.collections, 1);
     cr_assert_gt(s1.gc_ns_total, 0);
     cr_assert_eq(s1.bytes_freed_by_collector, 0);
@@ -258,9 +253,9 @@ Test(stats, roots_buffered_counts_each_buffering) {
     cr_assert_eq(rc_refcount(p), 2, "a pass leaves live counts as they were");
 
     rc_release(p); /* 2 -> 1: the pass took it out, buffered again */
-    cr_assert_eq(stats_now().roots_buffered, 2);
+    cr_assert_eq(th_stats().roots_buffered, 2);
     cr_assert_eq(rc_collect(), 0);
-    rc_stats s2 = stats_now();
+    rc_stats s2 = th_stats();
     cr_assert_eq(s2.collections, 2);
     cr_assert_geq(s2.gc_ns_total, s1.gc_ns_total + 1);
     cr_assert_geq(s2.gc_ns_max, s1.gc_ns_max);
@@ -271,7 +266,7 @@ Test(stats, roots_buffered_counts_each_buffering) {
         rc_release(leaf);
         rc_release(acyc);
     }
-    rc_stats s3 = stats_now();
+    rc_stats s3 = th_stats();
     cr_assert_eq(s3.roots_buffered, 2);
     cr_assert_eq(s3.objects_freed, 3);
     cr_assert_eq(s3.bytes_freed_by_collector, 0);
@@ -302,7 +297,7 @@ Test(stats, counters_belong_to_the_calling_thread) {
     cr_assert_eq(pthread_create(&t, NULL, other_thread_allocates, &token), 0);
     pthread_join(t, &res);
     cr_assert_eq(res, &token);
-    rc_stats s = stats_now();
+    rc_stats s = th_stats();
     cr_assert_eq(s.objects_allocated, 1);
     cr_assert_eq(s.bytes_allocated, BLOCK(4000));
     rc_release(mine);
