@@ -267,9 +267,9 @@ typedef struct rc__header {
     const rc_type *type;
 } rc__header;
 
-#define RC__F_BUFFERED 0x04u /* in the candidate-root buffer */
-#define RC__F_ACYCLIC 0x08u  /* never buffered, never scanned */
-#define RC__F_IMMORTAL 0x10u /* count saturated: never freed */
+#define RC__F_ACYCLIC 0x01u  /* never buffered, never scanned */
+#define RC__F_BUFFERED 0x20u /* in the candidate-root buffer */
+#define RC__F_IMMORTAL 0x40u /* count saturated: never freed */
 /* Where a saturated count is parked: far from both 0 and wrap-around. */
 #define RC__IMMORTAL_COUNT 0xc0000000u
 /* A release that leaves the count above zero buffers the object unless one

@@ -164,6 +164,8 @@ typedef struct gc_pass {
     size_t white;
     size_t visited;
     bool restored;    /* edges out of the set were given back (finalizers) */
+    bool leaves;      /* some reached object holds an acyclic or immortal
+                         child, which gc_mark_gray does not trial-delete */
 } gc_pass;
 
 static inline void push(gc_pass *p, rc__header *h, uintptr_t tag) {
@@ -178,11 +180,12 @@ static inline void trace(gc_pass *p, rc__header *h, rc_visit_fn fn) {
     h->type->trace(payload_of(h), fn, p);
 }
 
-static bool work_reserve(rc_state *st, size_t n) {
+/* Makes room for n entries, keeping the first `keep` (between passes the
+ * array holds nothing worth copying). */
+static bool work_reserve(rc_state *st, size_t n, size_t keep) {
     if (st->work_cap >= n)
         return true;
-    uintptr_t *w = array_grow(st->work, &st->work_cap, st->work_cap,
-                              sizeof *w, n);
+    uintptr_t *w = array_grow(st->work, &st->work_cap, keep, sizeof *w, n);
     if (w != NULL)
         st->work = w;
     return w != NULL;
@@ -253,10 +256,14 @@ static void dbg_check_scan(void) {
 #endif
 
 static void visit_gray(void *child, void *ctx) {
-    gc_pass *p = ctx;
-    rc__header *c = gc_child(child);
-    if (c == NULL)
+    if (child == NULL)
         return;
+    gc_pass *p = ctx;
+    rc__header *c = hdr_of(child);
+    if (!gc_participates(c)) {
+        p->leaves = true; /* a reference the set may have to release */
+        return;
+    }
     if (unlikely(c->rc == 0)) {
         /* More edges into c than references to it: a trace that reports
          * an edge twice or one it does not own. */
@@ -434,7 +441,7 @@ static bool gc_finalize_set(gc_pass *p, size_t n) {
     }
     /* Finalizers may have grown the work array's needs: the set stays at
      * the bottom, the resurrection stack needs n more slots. */
-    if (!work_reserve(st, 2 * n)) {
+    if (!work_reserve(st, 2 * n, n)) {
         for (size_t i = 0; i < n; i++) {
             rc__header *h = (rc__header *)set[i];
             h->rc--;
@@ -476,12 +483,15 @@ static size_t gc_free_set(gc_pass *p, const gc_set *s) {
         return 0;
     uintptr_t *set = p->work;
     /* Every member is traced before any is reclaimed: traces read their
-     * children's headers. */
-    for (size_t i = 0; i < n; i++) {
-        rc__header *h = (rc__header *)set[i];
-        if (colour_of(h) == C_GRAY)
-            trace(p, h, visit_free);
-    }
+     * children's headers. Without finalizers, edges to other set members
+     * and to black objects are already subtracted, so when no reached
+     * object holds an acyclic or immortal child there is nothing to do. */
+    if (p->leaves || p->restored)
+        for (size_t i = 0; i < n; i++) {
+            rc__header *h = (rc__header *)set[i];
+            if (colour_of(h) == C_GRAY)
+                trace(p, h, visit_free);
+        }
     size_t freed = 0;
     for (size_t i = 0; i < n; i++) {
         rc__header *h = (rc__header *)set[i];
@@ -518,7 +528,7 @@ static size_t gc_pass_run(rc_state *st) {
     size_t ncand = st->nroots;
     if (ncand == 0)
         return 0;
-    if (!work_reserve(st, 3 * (size_t)st->live_cyclic + 16))
+    if (!work_reserve(st, 3 * (size_t)st->live_cyclic + 16, 0))
         return 0;
     uint64_t t0 = gc_now_ns();
     uint64_t freed0 = st->stats.objects_freed;
@@ -531,7 +541,7 @@ static size_t gc_pass_run(rc_state *st) {
     st->roots = NULL;
     st->roots_cap = st->nroots = 0;
 
-    gc_pass p = {st, NULL, st->work, 0, st->work_cap, 0, false};
+    gc_pass p = {st, NULL, st->work, 0, st->work_cap, 0, false, false};
     for (size_t i = 0; i < ncand; i++) {
         cand[i]->gc &= F_FLAGS & ~F_BUFFERED;
         gc_mark_gray(&p, cand[i]);

@@ -47,18 +47,21 @@
 
 /* ---------------------------------------------------------- header bits */
 
-#define F_COLOUR 0x03u
-#define C_BLACK 0x00u  /* live, or done with in this pass */
-#define C_GRAY 0x01u   /* trial-deleted; after the scan: member of the set */
-#define C_WHITE 0x02u  /* garbage candidate; or resurrected set member */
-#define C_QUEUED 0x03u /* gray, waiting on the scan stack */
-#define F_BUFFERED RC__F_BUFFERED
+/* Bits 0-2 are the ones a dying object keeps in its pending link (see
+ * rc_object.c), so they sit where the link's alignment leaves room. */
 #define F_ACYCLIC RC__F_ACYCLIC
+#define F_FINALIZED 0x02u
+#define F_SIZED 0x04u  /* a 16-byte size prefix precedes the block */
+#define F_LINKED (F_ACYCLIC | F_FINALIZED | F_SIZED)
+#define F_COLOUR 0x18u
+#define C_BLACK 0x00u  /* live, or done with in this pass */
+#define C_GRAY 0x08u   /* trial-deleted; after the scan: member of the set */
+#define C_WHITE 0x10u  /* garbage candidate; or resurrected set member */
+#define C_QUEUED 0x18u /* gray, waiting on the scan stack */
+#define F_BUFFERED RC__F_BUFFERED
 #define F_IMMORTAL RC__F_IMMORTAL
 #define F_NOBUFFER RC__F_NOBUFFER
-#define F_WEAK 0x20u
-#define F_FINALIZED 0x40u
-#define F_SIZED 0x80u /* a 16-byte size prefix precedes the block */
+#define F_WEAK 0x80u
 #define F_FLAGS 0xffu
 #define SLOT_SHIFT 8
 #define SLOT_OVERFLOW 0xffffffu
@@ -151,6 +154,9 @@ typedef struct mem_heap {
 void *mem_sys_alloc(size_t size);
 void mem_sys_free(void *p, size_t size);
 void *mem_alloc(mem_heap *mh, size_t size, unsigned kind);
+/* A plain block from a span with a slot at hand, or NULL: never takes a
+ * slow path, so a caller's fast path needs no stack frame. */
+void *mem_alloc_quick(mem_heap *mh, size_t size);
 void mem_free(mem_heap *mh, void *block, size_t size);
 typedef void (*mem_visit_fn)(void *block, unsigned kind, void *ctx);
 void mem_foreach(mem_heap *mh, mem_visit_fn fn, void *ctx);

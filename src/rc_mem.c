@@ -589,9 +589,8 @@ static rc_noinline void *alloc_slow(mem_heap *mh, size_t size, unsigned kind) {
     return pool_take(mh, size, kind);
 }
 
-void *mem_alloc(mem_heap *mh, size_t size, unsigned kind) {
-    if (unlikely(size > fast_max()))
-        return alloc_slow(mh, size, kind);
+/* A slot of the head span of the class, or NULL if it has none at hand. */
+static inline void *pool_pop(mem_heap *mh, size_t size, unsigned kind) {
     mem_span *sp = mh->partial[kind][class_of(size)];
     void *b;
     if (likely(sp != NULL) && likely((b = sp->free) != NULL)) {
@@ -600,12 +599,25 @@ void *mem_alloc(mem_heap *mh, size_t size, unsigned kind) {
         b = sp->bump;
         sp->bump += sp->block;
     } else {
-        return alloc_slow(mh, size, kind);
+        return NULL;
     }
     sp->used++;
     mh->pooled_live_bytes += size;
     asan_unpoison(b, size);
     return b;
+}
+
+void *mem_alloc_quick(mem_heap *mh, size_t size) {
+    if (unlikely(size > fast_max()))
+        return NULL;
+    return pool_pop(mh, size, MEM_PLAIN);
+}
+
+void *mem_alloc(mem_heap *mh, size_t size, unsigned kind) {
+    void *b;
+    if (likely(size <= fast_max()) && likely((b = pool_pop(mh, size, kind))))
+        return b;
+    return alloc_slow(mh, size, kind);
 }
 
 /* The span's count went to 0 or it was full: list it again, or give it

@@ -25,17 +25,17 @@ static size_t block_bytes(size_t payload, unsigned kind) {
 
 /* Common small payloads get a constant-size memset, which the compiler
  * writes inline; exactly the payload's bytes, as the sanitizers expect. */
-static inline void zero_payload(void *p, size_t n) {
+static inline void *zero_payload(void *p, size_t n) {
     switch (n) {
-    case 8: memset(p, 0, 8); break;
-    case 16: memset(p, 0, 16); break;
-    case 24: memset(p, 0, 24); break;
-    case 32: memset(p, 0, 32); break;
-    case 40: memset(p, 0, 40); break;
-    case 48: memset(p, 0, 48); break;
-    case 56: memset(p, 0, 56); break;
-    case 64: memset(p, 0, 64); break;
-    default: memset(p, 0, n); break;
+    case 8: return memset(p, 0, 8);
+    case 16: return memset(p, 0, 16);
+    case 24: return memset(p, 0, 24);
+    case 32: return memset(p, 0, 32);
+    case 40: return memset(p, 0, 40);
+    case 48: return memset(p, 0, 48);
+    case 56: return memset(p, 0, 56);
+    case 64: return memset(p, 0, 64);
+    default: return memset(p, 0, n);
     }
 }
 
@@ -90,9 +90,43 @@ void *rc__alloc_at(const rc_type *type, size_t extra, const char *file,
     return obj_alloc(type, extra, file, line);
 }
 
+static rc_noinline void *alloc_slow(const rc_type *type) {
+    return obj_alloc(type, 0, NULL, 0);
+}
+
 #undef rc_alloc
 #undef rc_alloc_extra
-void *rc_alloc(const rc_type *type) { return obj_alloc(type, 0, NULL, 0); }
+/* The common case, a small object of a thread whose heap has a slot at
+ * hand, calls nothing but memset (as a tail call, for odd or larger
+ * payloads), so it needs no stack frame. */
+void *rc_alloc(const rc_type *type) {
+    rc_state *st = rc_tls_state;
+    if (likely(st != NULL) && likely(type != NULL) &&
+        likely(type->size <= MEM_SMALL_MAX)) {
+        size_t size = DBG_PREFIX + sizeof(rc__header) + type->size;
+        void *block = mem_alloc_quick(&st->heap, size);
+        if (likely(block != NULL)) {
+            rc__header *h = hdr_of_block(block, MEM_PLAIN);
+            uint32_t acyclic = type_is_acyclic(type) ? F_ACYCLIC : 0;
+            h->rc = 1;
+            h->gc = C_BLACK | acyclic;
+            h->type = type;
+            st->live_cyclic += !acyclic;
+            st->stats.objects_allocated++;
+            st->stats.bytes_allocated += size;
+#if RCGC_DEBUG
+            obj_debug *d = dbg_of(h);
+            d->file = NULL;
+            d->line = 0;
+            d->state = DBG_LIVE;
+            d->owner = st;
+            d->qnext = NULL;
+#endif
+            return zero_payload(payload_of(h), type->size);
+        }
+    }
+    return alloc_slow(type);
+}
 void *rc_alloc_extra(const rc_type *type, size_t extra) {
     return obj_alloc(type, extra, NULL, 0);
 }
@@ -173,11 +207,9 @@ const rc_type *rc_type_of(const void *obj) {
 /* ------------------------------------------------------- dying */
 
 /* F_FINALIZED, F_SIZED and F_ACYCLIC ride in the link's low bits. */
-static inline uintptr_t link_bits(uint32_t gc) {
-    return ((gc & (F_FINALIZED | F_SIZED)) >> 6) | ((gc & F_ACYCLIC) >> 1);
-}
+static inline uintptr_t link_bits(uint32_t gc) { return gc & F_LINKED; }
 static inline uint32_t link_flags(uintptr_t link) {
-    return (uint32_t)(((link & 3u) << 6) | ((link & 4u) << 1));
+    return (uint32_t)(link & F_LINKED);
 }
 
 static rc_noinline void obj_detach(rc_state *st, rc__header *h) {
@@ -220,6 +252,10 @@ void obj_release_child(rc_state *st, rc__header *c) {
     }
 }
 
+static rc_noinline void release_child_slow(rc_state *st, rc__header *c) {
+    obj_release_child(st, c);
+}
+
 /* The release of a dying object's child, while the pending list drains:
  * a child reaching zero just joins the list. */
 static void visit_release(void *child, void *ctx) {
@@ -233,7 +269,7 @@ static void visit_release(void *child, void *ctx) {
     if (--c->rc == 0) {
         if (unlikely(c->gc & (F_BUFFERED | F_WEAK | F_IMMORTAL))) {
             c->rc++;
-            obj_release_child(st, c);
+            release_child_slow(st, c); /* a tail call: no frame here */
             return;
         }
         uintptr_t link = (uintptr_t)st->pending | link_bits(c->gc);
@@ -308,7 +344,7 @@ void obj_drain(rc_state *st) {
     while ((h = st->pending) != NULL) {
         uintptr_t link;
         memcpy(&link, h, sizeof link);
-        st->pending = (rc__header *)(link & ~(uintptr_t)15);
+        st->pending = (rc__header *)(link & ~(uintptr_t)F_LINKED);
         uint32_t flags = link_flags(link); /* the header stays a link */
         const rc_type *t = h->type;
         if (unlikely(t->finalize != NULL) && !(flags & F_FINALIZED)) {
