@@ -166,6 +166,8 @@ typedef struct gc_pass {
     bool restored;    /* edges out of the set were given back (finalizers) */
     bool leaves;      /* some reached object holds an acyclic or immortal
                          child, which gc_mark_gray does not trial-delete */
+    bool hooks;       /* some whitened object has weak references or a
+                         finalizer still to run */
 } gc_pass;
 
 static inline void push(gc_pass *p, rc__header *h, uintptr_t tag) {
@@ -341,6 +343,8 @@ static void gc_scan(gc_pass *p, rc__header *root) {
         } else {
             set_colour(h, C_WHITE); /* once only: white never turns gray */
             p->work[--p->white] = (uintptr_t)h;
+            p->hooks |= (h->gc & F_WEAK) ||
+                        (h->type->finalize && !(h->gc & F_FINALIZED));
             trace(p, h, visit_scan);
         }
     }
@@ -468,6 +472,30 @@ static bool gc_finalize_set(gc_pass *p, size_t n) {
     return true;
 }
 
+/* Disposes of and reclaims one member of the garbage set; returns its
+ * size (the caller counts it as the collector's). */
+static size_t gc_reclaim_member(rc_state *st, rc__header *h) {
+    if (unlikely(h->gc & (F_BUFFERED | F_WEAK))) { /* user code's doing */
+        if (h->gc & F_BUFFERED)
+            gc_unbuffer(st, h);
+        if (h->gc & F_WEAK)
+            wk_clear(st, h);
+    }
+    if (h->type->dispose)
+        h->type->dispose(payload_of(h));
+#if RCGC_DEBUG
+    dbg_of(h)->state = DBG_DYING;
+    h->rc = 0;
+    set_colour(h, C_BLACK);
+#endif
+    return obj_reclaim(st, h);
+}
+
+static void gc_count_freed(rc_state *st, size_t n, uint64_t bytes) {
+    st->stats.cycles_objects_freed += n;
+    st->stats.bytes_freed_by_collector += bytes;
+}
+
 /* Frees the garbage set in `work[0..n)`; returns the members freed. */
 static size_t gc_free_set(gc_pass *p, const gc_set *s) {
     rc_state *st = p->st;
@@ -493,28 +521,44 @@ static size_t gc_free_set(gc_pass *p, const gc_set *s) {
                 trace(p, h, visit_free);
         }
     size_t freed = 0;
+    uint64_t bytes = 0;
     for (size_t i = 0; i < n; i++) {
         rc__header *h = (rc__header *)set[i];
         if (colour_of(h) != C_GRAY) {
             set_colour(h, C_BLACK); /* resurrected: an ordinary object */
             continue;
         }
-        if (unlikely(h->gc & (F_BUFFERED | F_WEAK))) { /* finalizers' doing */
-            if (h->gc & F_BUFFERED)
-                gc_unbuffer(st, h);
-            if (h->gc & F_WEAK)
-                wk_clear(st, h);
-        }
-        if (h->type->dispose)
-            h->type->dispose(payload_of(h));
-#if RCGC_DEBUG
-        dbg_of(h)->state = DBG_DYING;
-#endif
-        h->rc = 0;
-        set_colour(h, C_BLACK);
-        obj_reclaim(st, h, true);
+        bytes += gc_reclaim_member(st, h);
         freed++;
     }
+    gc_count_freed(st, freed, bytes);
+    return freed;
+}
+
+/* The common case: no whitened object has a finalizer to run or weak
+ * references, so no user code runs before the garbage is reclaimed, and
+ * the set is freed straight from the list the scan made (white members;
+ * entries blackened later are skipped). */
+static size_t gc_free_white(gc_pass *p) {
+    rc_state *st = p->st;
+    uintptr_t *w = p->work;
+    size_t end = st->work_cap, freed = 0;
+    uint64_t bytes = 0;
+    if (p->leaves) /* all traced before any is reclaimed, as above */
+        for (size_t i = p->white; i < end; i++) {
+            rc__header *h = (rc__header *)w[i];
+            if (colour_of(h) == C_WHITE)
+                trace(p, h, visit_free);
+        }
+    for (size_t i = p->white; i < end; i++) {
+        rc__header *h = (rc__header *)w[i];
+        if (colour_of(h) == C_WHITE) {
+            bytes += gc_reclaim_member(st, h);
+            freed++;
+        }
+    }
+    p->white = end;
+    gc_count_freed(st, freed, bytes);
     return freed;
 }
 
@@ -541,7 +585,7 @@ static size_t gc_pass_run(rc_state *st) {
     st->roots = NULL;
     st->roots_cap = st->nroots = 0;
 
-    gc_pass p = {st, NULL, st->work, 0, st->work_cap, 0, false, false};
+    gc_pass p = {st, NULL, st->work, 0, st->work_cap, 0, false, false, false};
     for (size_t i = 0; i < ncand; i++) {
         cand[i]->gc &= F_FLAGS & ~F_BUFFERED;
         gc_mark_gray(&p, cand[i]);
@@ -551,9 +595,13 @@ static size_t gc_pass_run(rc_state *st) {
 #if RCGC_DEBUG
     dbg_check_scan();
 #endif
-    gc_set s = gc_collect_white(&p);
-    size_t visited = p.visited;
-    size_t garbage = s.n ? gc_free_set(&p, &s) : 0;
+    size_t visited = p.visited, garbage;
+    if (p.hooks) {
+        gc_set s = gc_collect_white(&p);
+        garbage = s.n ? gc_free_set(&p, &s) : 0;
+    } else {
+        garbage = gc_free_white(&p);
+    }
 
     /* Hand the candidate array back as the buffer if nothing replaced it. */
     if (st->roots == NULL) {

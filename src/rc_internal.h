@@ -221,7 +221,8 @@ static inline rc_state *st_get(void) {
 void obj_kill(rc_state *st, rc__header *h);
 void obj_drain(rc_state *st);
 void obj_release_child(rc_state *st, rc__header *h);
-void obj_reclaim(rc_state *st, rc__header *h, bool by_collector);
+/* Frees a garbage-set member (no release, no hooks); returns its size. */
+size_t obj_reclaim(rc_state *st, rc__header *h);
 
 /* ---------------------------------------------- collector (rc_collect) */
 

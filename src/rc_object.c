@@ -329,12 +329,8 @@ static inline size_t obj_free(rc_state *st, rc__header *h, const rc_type *t,
     return size;
 }
 
-void obj_reclaim(rc_state *st, rc__header *h, bool by_collector) {
-    size_t size = obj_free(st, h, h->type, h->gc);
-    if (by_collector) {
-        st->stats.bytes_freed_by_collector += size;
-        st->stats.cycles_objects_freed++;
-    }
+size_t obj_reclaim(rc_state *st, rc__header *h) {
+    return obj_free(st, h, h->type, h->gc);
 }
 
 /* Frees every pending object; objects killed meanwhile join the list. */
