@@ -11,7 +11,9 @@
  *   gc_collect_white keeps the objects still white: the garbage set.
  * The set is then freed in two phases (gc_free_set): weak references
  * cleared, every finalizer run with the set intact, resurrected objects and
- * what they reach taken back out, the rest released and reclaimed.
+ * what they reach taken back out, the rest released and reclaimed. When no
+ * whitened object has a finalizer or weak references, the set is freed
+ * straight from the scan's list (gc_free_white).
  *
  * Invariants: outside a pass every object is black; inside, only objects
  * of the reached subgraph change colour or count. No walk recurses: all use
@@ -474,7 +476,7 @@ static bool gc_finalize_set(gc_pass *p, size_t n) {
 
 /* Disposes of and reclaims one member of the garbage set; returns its
  * size (the caller counts it as the collector's). */
-static size_t gc_reclaim_member(rc_state *st, rc__header *h) {
+static inline size_t gc_reclaim_member(rc_state *st, rc__header *h) {
     if (unlikely(h->gc & (F_BUFFERED | F_WEAK))) { /* user code's doing */
         if (h->gc & F_BUFFERED)
             gc_unbuffer(st, h);
@@ -491,7 +493,11 @@ static size_t gc_reclaim_member(rc_state *st, rc__header *h) {
     return obj_reclaim(st, h);
 }
 
+/* Members are cyclic objects, all of them. */
 static void gc_count_freed(rc_state *st, size_t n, uint64_t bytes) {
+    st->live_cyclic -= n;
+    st->stats.objects_freed += n;
+    st->stats.bytes_freed += bytes;
     st->stats.cycles_objects_freed += n;
     st->stats.bytes_freed_by_collector += bytes;
 }

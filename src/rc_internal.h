@@ -143,7 +143,8 @@ typedef struct mem_large mem_large;
 
 typedef struct mem_heap {
     mem_span *partial[MEM_KINDS][MEM_CLASSES]; /* spans with a free slot */
-    mem_segment *segments;       /* segments with spans in use or free */
+    mem_segment *segments;       /* segments with spans in use */
+    mem_segment *spare;          /* segments with all spans idle */
     mem_large *large;            /* live large blocks */
     uint64_t span_bytes;         /* bytes of spans carved for classes */
     uint64_t free_span_bytes;    /* bytes of spans idle in segments */
@@ -221,7 +222,8 @@ static inline rc_state *st_get(void) {
 void obj_kill(rc_state *st, rc__header *h);
 void obj_drain(rc_state *st);
 void obj_release_child(rc_state *st, rc__header *h);
-/* Frees a garbage-set member (no release, no hooks); returns its size. */
+/* Gives a garbage-set member's block back (no release, no hooks, not
+ * counted: the collector counts a set at a time); returns its size. */
 size_t obj_reclaim(rc_state *st, rc__header *h);
 
 /* ---------------------------------------------- collector (rc_collect) */

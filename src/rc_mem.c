@@ -19,10 +19,12 @@
  *     the free path takes its slow branch only when `used` drops to 0 (an
  *     empty span that is not alone: back to its segment) or below (a full
  *     span gets room: listed again);
- *   - the segment list is circular, and segments with an idle span come
- *     before full ones, so a new span is found at the head;
- *   - a segment whose spans are all idle is returned to the system unless
- *     the heap holds less than one other segment's worth of idle spans;
+ *   - the segment list holds the segments with a span in use; it is
+ *     circular, and segments with an idle span come before full ones, so a
+ *     new span is found at the head;
+ *   - a segment whose spans are all idle is on the spare list instead, and
+ *     spare segments are returned to the system while the heap holds more
+ *     idle span bytes than span bytes in use, and two segments' worth;
  *   - F = bytes of segments + large-block prefixes - bytes of live pooled
  *     blocks (mem_fragmented).
  * Free slots, gaps and idle spans are poisoned for AddressSanitizer, and
@@ -366,8 +368,8 @@ static mem_segment *seg_new(mem_heap *mh) {
     return seg;
 }
 
+/* Gives back a segment that is on no list. */
 static void seg_free(mem_heap *mh, mem_segment *seg) {
-    seg_unlink(mh, seg);
     mh->free_span_bytes -= SEG_SPAN_BYTES;
     sys_give_back(seg->raw, SEGMENT_RAW, 1);
     mem_sys_free(seg, sizeof *seg);
@@ -401,8 +403,14 @@ static mem_span *span_init(mem_segment *seg, unsigned i, unsigned kind,
 static rc_noinline mem_span *span_new(mem_heap *mh, unsigned kind,
                                       unsigned cls) {
     mem_segment *seg = mh->segments;
-    if ((seg == NULL || seg->idle == 0) && (seg = seg_new(mh)) == NULL)
-        return NULL;
+    if (seg == NULL || seg->idle == 0) {
+        if ((seg = mh->spare) != NULL) {
+            mh->spare = seg->next;
+            seg_insert_head(mh, seg);
+        } else if ((seg = seg_new(mh)) == NULL) {
+            return NULL;
+        }
+    }
     unsigned i = (unsigned)__builtin_ctz(seg->idle);
     seg->idle &= ~(1u << i);
     seg->nused++;
@@ -415,11 +423,20 @@ static rc_noinline mem_span *span_new(mem_heap *mh, unsigned kind,
     return sp;
 }
 
-/* A segment whose spans are all idle goes back to the system, unless the
- * heap would then hold less than a segment's worth of idle spans: one
- * spare absorbs a heap that grows and shrinks around a segment boundary. */
-static bool seg_should_go(const mem_heap *mh) {
-    return mh->free_span_bytes >= 2 * SEG_SPAN_BYTES;
+/* Segments whose spans are all idle wait on the spare list, and go back to
+ * the system while the heap holds more idle spans than spans in use and at
+ * least two segments' worth. A heap that shrinks and grows back (a program
+ * building and dropping large structures) reuses memory it has already
+ * touched instead of faulting fresh pages in, and what it holds idle stays
+ * bounded by what it uses, plus a spare segment for a heap that grows and
+ * shrinks around a segment boundary. */
+static void seg_trim(mem_heap *mh) {
+    while (mh->spare != NULL && mh->free_span_bytes >= 2 * SEG_SPAN_BYTES &&
+           mh->free_span_bytes > mh->span_bytes) {
+        mem_segment *seg = mh->spare;
+        mh->spare = seg->next;
+        seg_free(mh, seg);
+    }
 }
 
 static void span_release(mem_heap *mh, mem_span *sp) {
@@ -434,12 +451,15 @@ static void span_release(mem_heap *mh, mem_span *sp) {
     asan_poison(base, MEM_SPAN_SIZE);
     if (vg_on())
         vg_noaccess(base, MEM_SPAN_SIZE);
-    if (seg->nused == 0 && seg_should_go(mh)) {
-        seg_free(mh, seg);
+    if (seg->nused == 0) {
+        seg_unlink(mh, seg);
+        seg->next = mh->spare;
+        mh->spare = seg;
     } else if (was_full) {
         seg_unlink(mh, seg);
         seg_insert_head(mh, seg);
     }
+    seg_trim(mh);
 }
 
 /* ------------------------------------------------------- large blocks */
@@ -732,8 +752,16 @@ bool mem_is_empty(const mem_heap *mh) {
 
 /* Returns every segment to the system; only valid once the heap is empty. */
 void mem_release_all(mem_heap *mh) {
-    while (mh->segments)
-        seg_free(mh, mh->segments);
+    while (mh->segments) {
+        mem_segment *seg = mh->segments;
+        seg_unlink(mh, seg);
+        seg_free(mh, seg);
+    }
+    while (mh->spare) {
+        mem_segment *seg = mh->spare;
+        mh->spare = seg->next;
+        seg_free(mh, seg);
+    }
     memset(mh->partial, 0, sizeof mh->partial);
     mh->span_bytes = 0;
     mh->free_span_bytes = 0;

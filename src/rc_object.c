@@ -8,8 +8,9 @@
  *
  * A pending object has no use for its count and gc word, so the list is
  * threaded through them: the header's first 8 bytes hold the next pending
- * header, with F_FINALIZED and F_SIZED kept in the link's low bits (headers
- * are 16-byte aligned). Dying therefore never allocates.
+ * header, with the gc word's bits 0-2 (F_ACYCLIC, F_FINALIZED, F_SIZED)
+ * kept as they are in the link's low bits (headers are 16-byte aligned).
+ * Dying therefore never allocates.
  */
 #include <stdlib.h>
 
@@ -252,9 +253,11 @@ void obj_release_child(rc_state *st, rc__header *c) {
     }
 }
 
+#if !RCGC_DEBUG
 static rc_noinline void release_child_slow(rc_state *st, rc__header *c) {
     obj_release_child(st, c);
 }
+#endif
 
 /* The release of a dying object's child, while the pending list drains:
  * a child reaching zero just joins the list. */
@@ -307,30 +310,52 @@ static bool obj_finalize(rc_state *st, rc__header *h) {
     return false;
 }
 
-/* Gives the block back, with `flags` standing for the header's gc bits
- * (the header may hold a pending link); stats count it as freed. */
-static inline size_t obj_free(rc_state *st, rc__header *h, const rc_type *t,
-                              uint32_t flags) {
-    unsigned kind = (flags & F_SIZED) ? MEM_SIZED : MEM_PLAIN;
-    void *block = (char *)h - block_prefix(kind);
-    size_t size = kind == MEM_SIZED ? ((obj_sized *)block)->size
-                                    : DBG_PREFIX + sizeof(rc__header) + t->size;
-    if (!(flags & F_ACYCLIC))
-        st->live_cyclic--;
-    st->stats.objects_freed++;
-    st->stats.bytes_freed += size;
+/* The block of h and its size, with `flags` standing for the header's gc
+ * bits (the header may hold a pending link). */
+static inline void *obj_block(rc__header *h, const rc_type *t, uint32_t flags,
+                              size_t *size) {
+    if (flags & F_SIZED) {
+        obj_sized *b = (obj_sized *)((char *)h - block_prefix(MEM_SIZED));
+        *size = b->size;
+        return b;
+    }
+    *size = DBG_PREFIX + sizeof(rc__header) + t->size;
+    return (char *)h - block_prefix(MEM_PLAIN);
+}
+
+static inline void obj_give_back(rc_state *st, rc__header *h, uint32_t flags,
+                                 void *block, size_t size) {
 #if RCGC_DEBUG
+    (void)block;
     h->rc = 0;
     h->gc = flags;
     dbg_quarantine(st, h, size);
 #else
+    (void)h;
+    (void)flags;
     mem_free(&st->heap, block, size);
 #endif
+}
+
+/* Frees the block and counts it in the statistics (first, so that the
+ * free can be a tail call); returns its size. */
+static inline size_t obj_free(rc_state *st, rc__header *h, const rc_type *t,
+                              uint32_t flags) {
+    size_t size;
+    void *block = obj_block(h, t, flags, &size);
+    if (!(flags & F_ACYCLIC))
+        st->live_cyclic--;
+    st->stats.objects_freed++;
+    st->stats.bytes_freed += size;
+    obj_give_back(st, h, flags, block, size);
     return size;
 }
 
 size_t obj_reclaim(rc_state *st, rc__header *h) {
-    return obj_free(st, h, h->type, h->gc);
+    size_t size;
+    void *block = obj_block(h, h->type, h->gc, &size);
+    obj_give_back(st, h, h->gc, block, size);
+    return size;
 }
 
 /* Frees every pending object; objects killed meanwhile join the list. */

@@ -270,6 +270,40 @@ Test(spans, emptied_spans_and_segments_are_returned, .timeout = 60) {
     TH_ASSERT_NO_LEAKS();
 }
 
+/* A heap that drops half of what it uses and grows back: the idle
+ * segments (no more than the ones in use) are kept and reused, so the
+ * second growth asks the system for nothing; freeing everything then
+ * gives all but two back. */
+Test(spans, idle_segments_kept_while_no_more_than_used, .timeout = 60) {
+    const size_t block = 64, per_span = SPAN / block - 1;
+    const size_t half = 4 * 16 * per_span; /* at least four segments */
+    void **objs = th_must(malloc(2 * half * sizeof *objs), "table");
+    const rc_type *t = type_of_size(block - HDR - DBG);
+    for (size_t i = 0; i < 2 * half; i++)
+        objs[i] = th_must(rc_alloc(t), "t");
+    uint64_t segs = ca.segments, allocs = ca.allocs;
+    cr_assert_geq(segs, 8);
+    for (int round = 0; round < 3; round++) {
+        for (size_t i = half; i < 2 * half; i++)
+            rc_release(objs[i]);
+        settle();
+        cr_assert_eq(ca.segments, segs, "round %d: idle segments kept", round);
+        allocs = ca.allocs;
+        for (size_t i = half; i < 2 * half; i++)
+            objs[i] = th_must(rc_alloc(t), "t");
+        cr_assert_eq(ca.segments, segs, "round %d: no new segment", round);
+        if (!RCGC_DEBUG) /* settle() itself allocates in debug builds */
+            cr_assert_eq(ca.allocs, allocs, "round %d: no system allocation",
+                         round);
+    }
+    for (size_t i = 0; i < 2 * half; i++)
+        rc_release(objs[i]);
+    settle();
+    cr_assert_leq(ca.segments, 2, "segments left: %" PRIu64, ca.segments);
+    free(objs);
+    TH_ASSERT_NO_LEAKS();
+}
+
 /* One object allocated and freed in a loop, and a class filled to one
  * slot past a span and back, a thousand times: no system allocation. */
 Test(spans, no_thrash_at_span_boundaries) {
