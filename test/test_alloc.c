@@ -1,6 +1,6 @@
 /* test_alloc.c: the small-object allocator (size classes, alignment, spans
- * and segments, F, large blocks, reuse order) and its use-after-free
- * detection under AddressSanitizer.
+ * and segments and when they go back, F, large blocks, reuse order, pages
+ * mapped in ahead) and its use-after-free detection under AddressSanitizer.
  *
  * The layout these tests rely on (src/rc_mem.c): a block is the object's
  * 16-byte header plus its payload, plus a 32-byte allocation-site prefix in
@@ -22,6 +22,8 @@
 #include <criterion/criterion.h>
 #include <inttypes.h>
 #include <stdbool.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 
 #include "helpers.h"
 
@@ -581,4 +583,63 @@ Test(uaf, read_of_released_large_object) {
 /* A 20-byte payload in a 48-byte slot: the rest of the slot is poisoned. */
 Test(uaf, read_past_the_end_into_class_slack) {
     expect_asan_report((uaf_case){20, 0, 24, false}, "overflow into slack");
+}
+
+/* ============================================================== populate */
+
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#endif
+#endif
+#ifndef RUNNING_ON_VALGRIND
+#define RUNNING_ON_VALGRIND 0
+#endif
+
+/* Whether this kernel maps pages in on request (Linux 5.14 and later). */
+static bool kernel_populates(void) {
+#ifdef MADV_POPULATE_WRITE
+    void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return false;
+    bool ok = madvise(p, 4096, MADV_POPULATE_WRITE) == 0;
+    munmap(p, 4096);
+    return ok;
+#else
+    return false;
+#endif
+}
+
+TestSuite(populate);
+
+/* With the C library's allocator, a heap past its first segment has each
+ * new span's pages mapped in at once, not page by page as they are first
+ * touched: right after its first allocation, all 16 pages of a fresh span
+ * are resident. (Not under Memcheck, whose blocks are tracked one by one.) */
+Test(populate, big_heaps_map_new_spans_in_at_once, .timeout = 60) {
+    if (RUNNING_ON_VALGRIND || !kernel_populates()) {
+        cr_skip_test("needs Linux 5.14 and no Memcheck");
+        return;
+    }
+    const size_t block = 64, warm = (2u << 20) / block;
+    void **objs = th_must(malloc(warm * sizeof *objs), "table");
+    const rc_type *t = type_of_size(block - HDR - DBG);
+    for (size_t i = 0; i < warm; i++)
+        objs[i] = th_must(rc_alloc(t), "t");
+    /* The first object of another class opens a fresh span. */
+    void *one = th_must(rc_alloc(type_of_size(1024 - HDR - DBG)), "one");
+    uintptr_t span = ((uintptr_t)one - HDR - DBG) & ~(uintptr_t)(SPAN - 1);
+    unsigned char resident[SPAN / 4096];
+    cr_assert_eq(mincore((void *)span, SPAN, resident), 0, "mincore");
+    size_t in = 0;
+    for (size_t i = 0; i < sizeof resident; i++)
+        in += resident[i] & 1;
+    cr_assert_eq(in, sizeof resident, "%zu of %zu pages resident", in,
+                 sizeof resident);
+    rc_release(one);
+    for (size_t i = 0; i < warm; i++)
+        rc_release(objs[i]);
+    free(objs);
+    TH_ASSERT_NO_LEAKS();
 }
