@@ -170,7 +170,18 @@ typedef struct gc_pass {
                          child, which gc_mark_gray does not trial-delete */
     bool hooks;       /* some whitened object has weak references or a
                          finalizer still to run */
+    size_t mapped;    /* work[mapped..cap) is known to be mapped in */
 } gc_pass;
+
+/* The list of whitened objects grows down into memory a large first pass
+ * has never touched: it is mapped in 64 KiB at a time ahead of it. */
+#define WHITE_AHEAD 8192u
+
+static rc_noinline void white_map_ahead(gc_pass *p) {
+    size_t lo = p->mapped > WHITE_AHEAD ? p->mapped - WHITE_AHEAD : 0;
+    mem_prefault(p->work + lo, (p->mapped - lo) * sizeof *p->work);
+    p->mapped = lo;
+}
 
 static inline void push(gc_pass *p, rc__header *h, uintptr_t tag) {
     rc_assert_internal(p->top < p->white);
@@ -344,6 +355,8 @@ static void gc_scan(gc_pass *p, rc__header *root) {
             trace(p, h, visit_black);
         } else {
             set_colour(h, C_WHITE); /* once only: white never turns gray */
+            if (unlikely(p->white == p->mapped))
+                white_map_ahead(p);
             p->work[--p->white] = (uintptr_t)h;
             p->hooks |= (h->gc & F_WEAK) ||
                         (h->type->finalize && !(h->gc & F_FINALIZED));
@@ -591,7 +604,8 @@ static size_t gc_pass_run(rc_state *st) {
     st->roots = NULL;
     st->roots_cap = st->nroots = 0;
 
-    gc_pass p = {st, NULL, st->work, 0, st->work_cap, 0, false, false, false};
+    gc_pass p = {st,    NULL,  st->work, 0,           st->work_cap,
+                 0,     false, false,    false,       st->work_cap};
     for (size_t i = 0; i < ncand; i++) {
         cand[i]->gc &= F_FLAGS & ~F_BUFFERED;
         gc_mark_gray(&p, cand[i]);

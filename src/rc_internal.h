@@ -153,6 +153,8 @@ typedef struct mem_heap {
 } mem_heap;
 
 void *mem_sys_alloc(size_t size);
+/* Maps in the pages of memory about to be written (see rc_mem.c). */
+void mem_prefault(void *p, size_t n);
 void mem_sys_free(void *p, size_t size);
 void *mem_alloc(mem_heap *mh, size_t size, unsigned kind);
 /* A plain block from a span with a slot at hand, or NULL: never takes a

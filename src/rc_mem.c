@@ -403,29 +403,36 @@ static mem_span *span_init(mem_segment *seg, unsigned i, unsigned kind,
     return sp;
 }
 
-/* A heap that already uses a segment's worth of spans has its new spans'
- * pages mapped in by one system call each instead of a page fault per 4 KiB,
- * which costs more than the call and the zeroing together; the price is at
- * most one span's memory more per size class. Only for the C
- * library's allocator (an embedder's memory is left as it is handed out),
- * once per span of a segment, and not under Memcheck. */
+/* Maps in the whole pages of [p, p + n) with one system call instead of a
+ * page fault per 4 KiB, which costs more than the call and the zeroing
+ * together. Only for the C library's allocator (an embedder's memory is
+ * left as it is handed out), and not under Memcheck.
+ *
+ * A heap that already uses a segment's worth of spans has each new span
+ * mapped in so, once per span of a segment; the price is at most one span's
+ * memory more per size class. */
 #if defined(__linux__) && defined(MADV_POPULATE_WRITE)
 static _Atomic int populate_works = 1; /* cleared on kernels before 5.14 */
 
-static void span_populate(const mem_heap *mh, mem_segment *seg, unsigned i) {
-    if (mh->span_bytes < SEG_SPAN_BYTES || (seg->touched & (1u << i)) ||
-        sys.alloc != std_alloc || vg_on() ||
+void mem_prefault(void *p, size_t n) {
+    uintptr_t lo = ((uintptr_t)p + 4095) & ~(uintptr_t)4095;
+    uintptr_t hi = ((uintptr_t)p + n) & ~(uintptr_t)4095;
+    if (hi <= lo || sys.alloc != std_alloc || vg_on() ||
         !atomic_load_explicit(&populate_works, memory_order_relaxed))
         return;
-    seg->touched |= 1u << i;
-    if (madvise(seg_span(seg, i), MEM_SPAN_SIZE, MADV_POPULATE_WRITE) != 0)
+    if (madvise((void *)lo, hi - lo, MADV_POPULATE_WRITE) != 0)
         atomic_store_explicit(&populate_works, 0, memory_order_relaxed);
 }
 #else
-static void span_populate(const mem_heap *mh, mem_segment *seg, unsigned i) {
-    (void)mh, (void)seg, (void)i;
-}
+void mem_prefault(void *p, size_t n) { (void)p, (void)n; }
 #endif
+
+static void span_populate(const mem_heap *mh, mem_segment *seg, unsigned i) {
+    if (mh->span_bytes < SEG_SPAN_BYTES || (seg->touched & (1u << i)))
+        return;
+    seg->touched |= 1u << i;
+    mem_prefault(seg_span(seg, i), MEM_SPAN_SIZE);
+}
 
 static rc_noinline mem_span *span_new(mem_heap *mh, unsigned kind,
                                       unsigned cls) {
