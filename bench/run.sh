@@ -14,7 +14,8 @@
 #   --snapshot REV  build the committed tree REV (e.g. HEAD) instead of the
 #                   working tree, so edits in progress cannot leak in
 #
-# It configures a release build (-O2) in build-bench/ (or $RCGC_BENCH_BUILD),
+# It configures a release build (-O2) in build-bench/ (or $RCGC_BENCH_BUILD;
+# with --snapshot, build-bench-snapshot/),
 # runs every benchmark round-robin, each under /usr/bin/time, and writes to
 # bench/results/ (or $RCGC_BENCH_RESULTS): results.csv (medians, min, max
 # per metric), results.md (the tables printed here), runs.tsv (every run),
@@ -48,6 +49,9 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
+# A snapshot gets a build directory of its own: build-bench/ always holds
+# the working tree, so rebuilding it after an edit measures the edit.
+[ -n "$SNAPSHOT" ] && BUILD=$BUILD-snapshot
 if ! [[ $RUNS =~ ^[0-9]+$ ]] || [ "$RUNS" -lt 1 ]; then
     echo "run.sh: bad --runs '$RUNS'" >&2
     exit 2
