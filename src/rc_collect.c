@@ -604,8 +604,8 @@ static size_t gc_pass_run(rc_state *st) {
     st->roots = NULL;
     st->roots_cap = st->nroots = 0;
 
-    gc_pass p = {st,    NULL,  st->work, 0,           st->work_cap,
-                 0,     false, false,    false,       st->work_cap};
+    gc_pass p = {.st = st, .work = st->work, .white = st->work_cap,
+                 .mapped = st->work_cap};
     for (size_t i = 0; i < ncand; i++) {
         cand[i]->gc &= F_FLAGS & ~F_BUFFERED;
         gc_mark_gray(&p, cand[i]);
