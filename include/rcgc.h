@@ -154,7 +154,9 @@ RCGC_API void rc_release_fn(void *obj);
 
 /**
  * Runs a full collection now: passes over the buffered candidate roots until
- * no garbage is left. Every object unreachable from outside is freed.
+ * no garbage is left. Every object unreachable from outside is freed, and
+ * the thread's idle memory beyond what its heap keeps for reuse (as many
+ * idle bytes as bytes in use) goes back to the system at once.
  * @return the number of objects freed by the call; 0 when called from inside
  *         a finalizer, trace or dispose function (it then does nothing).
  */

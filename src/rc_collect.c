@@ -668,6 +668,7 @@ size_t rc_collect(void) {
         if (gc_pass_run(st) == 0 && st->pass_finalized == 0)
             break;
     }
+    mem_trim(&st->heap); /* a quiet moment: idle memory goes back now */
     return (size_t)(st->stats.objects_freed - freed0);
 }
 

@@ -145,6 +145,8 @@ typedef struct mem_heap {
     mem_span *partial[MEM_KINDS][MEM_CLASSES]; /* spans with a free slot */
     mem_segment *segments;       /* segments with spans in use */
     mem_segment *spare;          /* segments with all spans idle */
+    uint64_t excess_since;       /* when spare segments began to exceed
+                                    what the heap keeps; 0: they do not */
     mem_large *large;            /* live large blocks */
     uint64_t span_bytes;         /* bytes of spans carved for classes */
     uint64_t free_span_bytes;    /* bytes of spans idle in segments */
@@ -166,6 +168,8 @@ void mem_foreach(mem_heap *mh, mem_visit_fn fn, void *ctx);
 uint64_t mem_fragmented(const mem_heap *mh);
 bool mem_is_empty(const mem_heap *mh);
 void mem_release_all(mem_heap *mh);
+/* Gives idle segments beyond what the heap keeps back to the system now. */
+void mem_trim(mem_heap *mh);
 
 /* ------------------------------------------------------ weak (rc_weak) */
 

@@ -22,9 +22,10 @@
  *   - the segment list holds the segments with a span in use; it is
  *     circular, and segments with an idle span come before full ones, so a
  *     new span is found at the head;
- *   - a segment whose spans are all idle is on the spare list instead, and
+ *   - a segment whose spans are all idle is on the spare list instead;
  *     spare segments are returned to the system while the heap holds more
- *     idle span bytes than span bytes in use, and two segments' worth;
+ *     idle span bytes than span bytes in use, and two segments' worth,
+ *     once that excess has lasted a second or on mem_trim;
  *   - F = bytes of segments + large-block prefixes - bytes of live pooled
  *     blocks (mem_fragmented).
  * Free slots, gaps and idle spans are poisoned for AddressSanitizer, and
@@ -36,6 +37,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <time.h>
 
 #include "rc_internal.h"
 
@@ -458,20 +460,51 @@ static rc_noinline mem_span *span_new(mem_heap *mh, unsigned kind,
     return sp;
 }
 
-/* Segments whose spans are all idle wait on the spare list, and go back to
- * the system while the heap holds more idle spans than spans in use and at
- * least two segments' worth. A heap that shrinks and grows back (a program
- * building and dropping large structures) reuses memory it has already
- * touched instead of faulting fresh pages in, and what it holds idle stays
- * bounded by what it uses, plus a spare segment for a heap that grows and
- * shrinks around a segment boundary. */
-static void seg_trim(mem_heap *mh) {
-    while (mh->spare != NULL && mh->free_span_bytes >= 2 * SEG_SPAN_BYTES &&
-           mh->free_span_bytes > mh->span_bytes) {
+/* Segments whose spans are all idle wait on the spare list. The heap may
+ * keep as many idle span bytes as it has span bytes in use (and two
+ * segments' worth): a heap that shrinks and grows back (a program building
+ * and dropping large structures) reuses memory it has already touched
+ * instead of faulting fresh pages in. Spare segments beyond that go back to
+ * the system once the excess has lasted TRIM_DELAY_NS, seen when a span
+ * goes idle, or at once on mem_trim (rc_collect, thread exit): giving
+ * memory back in the middle of a burst of frees costs more than the frees
+ * (unmapping, then faulting the pages in again when the heap regrows). */
+#define TRIM_DELAY_NS 1000000000u
+
+static bool seg_excess(const mem_heap *mh) {
+    return mh->spare != NULL && mh->free_span_bytes >= 2 * SEG_SPAN_BYTES &&
+           mh->free_span_bytes > mh->span_bytes;
+}
+
+void mem_trim(mem_heap *mh) {
+    while (seg_excess(mh)) {
         mem_segment *seg = mh->spare;
         mh->spare = seg->next;
         seg_free(mh, seg);
     }
+    mh->excess_since = 0;
+}
+
+static uint64_t coarse_now_ns(void) {
+    struct timespec ts;
+#ifdef CLOCK_MONOTONIC_COARSE
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+#else
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+#endif
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void seg_trim_later(mem_heap *mh) {
+    if (!seg_excess(mh)) {
+        mh->excess_since = 0;
+        return;
+    }
+    uint64_t now = coarse_now_ns() | 1; /* 0 means "no excess" */
+    if (mh->excess_since == 0)
+        mh->excess_since = now;
+    else if (now - mh->excess_since >= TRIM_DELAY_NS)
+        mem_trim(mh);
 }
 
 static void span_release(mem_heap *mh, mem_span *sp) {
@@ -494,7 +527,7 @@ static void span_release(mem_heap *mh, mem_span *sp) {
         seg_unlink(mh, seg);
         seg_insert_head(mh, seg);
     }
-    seg_trim(mh);
+    seg_trim_later(mh);
 }
 
 /* ------------------------------------------------------- large blocks */
