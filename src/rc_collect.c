@@ -487,6 +487,17 @@ static bool gc_finalize_set(gc_pass *p, size_t n) {
     return true;
 }
 
+/* Releases the references held by the members in work[from..to), those
+ * of colour `member` (the rest were taken back out of the set). */
+static void gc_release_edges(gc_pass *p, size_t from, size_t to,
+                             unsigned member) {
+    for (size_t i = from; i < to; i++) {
+        rc__header *h = (rc__header *)p->work[i];
+        if (colour_of(h) == member)
+            trace(p, h, visit_free);
+    }
+}
+
 /* Disposes of and reclaims one member of the garbage set; returns its
  * size (the caller counts it as the collector's). */
 static inline size_t gc_reclaim_member(rc_state *st, rc__header *h) {
@@ -534,11 +545,7 @@ static size_t gc_free_set(gc_pass *p, const gc_set *s) {
      * and to black objects are already subtracted, so when no reached
      * object holds an acyclic or immortal child there is nothing to do. */
     if (p->leaves || p->restored)
-        for (size_t i = 0; i < n; i++) {
-            rc__header *h = (rc__header *)set[i];
-            if (colour_of(h) == C_GRAY)
-                trace(p, h, visit_free);
-        }
+        gc_release_edges(p, 0, n, C_GRAY);
     size_t freed = 0;
     uint64_t bytes = 0;
     for (size_t i = 0; i < n; i++) {
@@ -564,11 +571,7 @@ static size_t gc_free_white(gc_pass *p) {
     size_t end = st->work_cap, freed = 0;
     uint64_t bytes = 0;
     if (p->leaves) /* all traced before any is reclaimed, as above */
-        for (size_t i = p->white; i < end; i++) {
-            rc__header *h = (rc__header *)w[i];
-            if (colour_of(h) == C_WHITE)
-                trace(p, h, visit_free);
-        }
+        gc_release_edges(p, p->white, end, C_WHITE);
     for (size_t i = p->white; i < end; i++) {
         rc__header *h = (rc__header *)w[i];
         if (colour_of(h) == C_WHITE) {
