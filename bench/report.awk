@@ -160,11 +160,13 @@ function csv_row(row,    i, k, v) {
 
 # ---- tables ------------------------------------------------------------------
 
-function table_w1(    i, r, base_mi, base_c, ms) {
+# "x mimalloc-rc" compares with hand-rolled counting on mimalloc using
+# rcgc's 16-byte header: the same bytes moved, without the runtime.
+function table_w1(    i, r, base_mi, base_c, base_rc, ms) {
     out("")
     out("## W1 binary-trees")
     out("")
-    header(" impl | depth | ms | [min..max] | ns/node | cpu ns/node | x mimalloc | x malloc | peak RSS MB | Mnodes/s | ok ")
+    header(" impl | depth | ms | [min..max] | ns/node | cpu ns/node | x mimalloc | x malloc | x mimalloc-rc | peak RSS MB | Mnodes/s | ok ")
     for (i = 1; i <= NROWS; i++) {
         r = ROWS[i]
         if (wl_of(r) != "w1")
@@ -172,9 +174,11 @@ function table_w1(    i, r, base_mi, base_c, ms) {
         ms = med(r, "ms")
         base_mi = med(rowkey("w1", "mimalloc", params_of(r)), "ms")
         base_c = med(rowkey("w1", "malloc", params_of(r)), "ms")
+        base_rc = med(rowkey("w1", "mimalloc-rc", params_of(r)), "ms")
         out("| " impl_of(r) " | " param(r, "depth") " | " fmt(ms) " | " \
             spread(r, "ms") " | " fmt(med(r, "ns_per_node")) " | " \
             fmt(med(r, "cpu_ns_per_node")) " | " ratio(ms, base_mi) " | " ratio(ms, base_c) " | " \
+            ratio(ms, base_rc) " | " \
             mb(med(r, "rss_kb")) " | " mps(med(r, "ns_per_node")) " | " \
             ok_cell(r) " |")
     }
@@ -262,11 +266,11 @@ function table_w4(    i, r, mode, ns, plain, ir, ir_empty, beyond) {
     }
 }
 
-function table_w5(    i, r, mode, size, ns, bmi, bc, bfoot, ir) {
+function table_w5(    i, r, mode, size, ns, bmi, bc, bfoot, brc, ir) {
     out("")
     out("## W5 small-object allocation")
     out("")
-    header(" impl | mode | size | ns alloc | ns free | ns/obj | [min..max] | cpu ns/obj | x mimalloc | x malloc | x mimalloc(size+16) | peak RSS MB | Mobj/s | Ir/obj | ok ")
+    header(" impl | mode | size | ns alloc | ns free | ns/obj | [min..max] | cpu ns/obj | x mimalloc | x malloc | x mimalloc(size+16) | x mimalloc-rc | peak RSS MB | Mobj/s | Ir/obj | ok ")
     for (i = 1; i <= NROWS; i++) {
         r = ROWS[i]
         if (wl_of(r) != "w5")
@@ -276,15 +280,17 @@ function table_w5(    i, r, mode, size, ns, bmi, bc, bfoot, ir) {
         ns = med(r, "ns_per_obj")
         bmi = med(rowkey("w5", "mimalloc", params_of(r)), "ns_per_obj")
         bc = med(rowkey("w5", "malloc", params_of(r)), "ns_per_obj")
-        bfoot = "-"
-        if (impl_of(r) == "rcgc")
+        bfoot = brc = "-"
+        if (impl_of(r) == "rcgc") {
             bfoot = ratio(ns, med(rowkey("w5", "mimalloc", "mode=" mode ";size=" (size + 16)), "ns_per_obj"))
+            brc = ratio(ns, med(rowkey("w5", "mimalloc-rc", params_of(r)), "ns_per_obj"))
+        }
         ir = IR[r]
         out("| " impl_of(r) " | " mode " | " size " | " \
             fmt(med(r, "ns_alloc")) " | " fmt(med(r, "ns_free")) " | " \
             fmt(ns) " | " spread(r, "ns_per_obj") " | " \
             fmt(med(r, "cpu_ns_per_obj")) " | " ratio(ns, bmi) " | " \
-            ratio(ns, bc) " | " bfoot " | " mb(med(r, "rss_kb")) " | " \
+            ratio(ns, bc) " | " bfoot " | " brc " | " mb(med(r, "rss_kb")) " | " \
             mps(ns) " | " (ir == "" ? "-" : ir) " | " ok_cell(r) " |")
     }
 }
@@ -312,6 +318,15 @@ function target(name, value, cpu, limit, unit,    verdict) {
         " | <= " limit unit " | " verdict " |")
 }
 
+# A comparison without a limit of its own, shown next to the targets it
+# explains.
+function reference(name, value, cpu) {
+    if (value == "")
+        return
+    out("| " name " | " num(value) "x | " num(cpu) (cpu == "" ? "" : "x") \
+        " | - | reference |")
+}
+
 function num(x) { return x == "" ? "-" : sprintf("%.2f", x) }
 
 function ratio_num(a, b) { return a == "" || b == "" || b + 0 == 0 ? "" : a / b }
@@ -329,6 +344,10 @@ function table_targets(    i, r, d, n, b, v) {
             target("W1 rcgc / mimalloc hand-freed, " d,
                    ratio_num(med(r, "ms"), med(b, "ms")),
                    ratio_num(med(r, "cpu_ms"), med(b, "cpu_ms")), 1.1, "x")
+            b = rowkey("w1", "mimalloc-rc", d)
+            reference("W1 rcgc / mimalloc-rc (same 16-byte header), " d,
+                      ratio_num(med(r, "ms"), med(b, "ms")),
+                      ratio_num(med(r, "cpu_ms"), med(b, "cpu_ms")))
         }
         if (wl_of(r) == "w2" && impl_of(r) == "rcgc" && param(r, "r") * param(r, "k") == 1000000)
             target("W2 rcgc drop+collect per object, R=" param(r, "r") " K=" param(r, "k"),
@@ -345,6 +364,10 @@ function table_targets(    i, r, d, n, b, v) {
             target("W5 rcgc / mimalloc, " param(r, "mode") " size " param(r, "size"),
                    ratio_num(med(r, "ns_per_obj"), med(b, "ns_per_obj")),
                    ratio_num(med(r, "cpu_ns_per_obj"), med(b, "cpu_ns_per_obj")), 1.2, "x")
+            b = rowkey("w5", "mimalloc-rc", params_of(r))
+            reference("W5 rcgc / mimalloc-rc (same 16-byte header), " param(r, "mode") " size " param(r, "size"),
+                      ratio_num(med(r, "ns_per_obj"), med(b, "ns_per_obj")),
+                      ratio_num(med(r, "cpu_ns_per_obj"), med(b, "cpu_ns_per_obj")))
         }
     }
     v = IR["w4" SUBSEP "rcgc" SUBSEP "mode=rcgc"]

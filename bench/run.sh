@@ -162,7 +162,7 @@ define_jobs() {
     local d impl n m s
     if selected w1; then
         for d in "${W1_DEPTHS[@]}"; do
-            for impl in rcgc rcgc_set rcgc_acyclic malloc mimalloc boehm; do
+            for impl in rcgc rcgc_set rcgc_acyclic malloc mimalloc mimalloc_rc boehm; do
                 job w1 "${impl//_/-}" "depth=$d" "w1_$impl" "$d"
             done
         done
@@ -194,8 +194,8 @@ define_jobs() {
             for m in lifo random churn; do
                 n=$W5_COUNT
                 [ $m = churn ] && n=$W5_CHURN
-                for impl in rcgc malloc mimalloc boehm; do
-                    job w5 "$impl" "mode=$m;size=$s" "w5_$impl" "$m" "$s" "$n"
+                for impl in rcgc malloc mimalloc mimalloc_rc boehm; do
+                    job w5 "${impl//_/-}" "mode=$m;size=$s" "w5_$impl" "$m" "$s" "$n"
                 done
             done
         done
@@ -312,7 +312,7 @@ instr_counts() {
         done
     fi
     if selected w5; then
-        for impl in rcgc malloc mimalloc boehm; do
+        for impl in rcgc malloc mimalloc mimalloc_rc boehm; do
             [ -x "$BIN/w5_$impl" ] || continue
             for s in 32 48; do
                 for mode in lifo random churn; do
@@ -323,7 +323,7 @@ instr_counts() {
                         continue
                     fi
                     x=$(per_unit "$a" "$b" "$W5_IR_COUNT")
-                    printf 'w5\t%s\tmode=%s;size=%s\t%s\n' $impl $mode $s "$x" >>"$INSTR_TSV"
+                    printf 'w5\t%s\tmode=%s;size=%s\t%s\n' "${impl//_/-}" $mode $s "$x" >>"$INSTR_TSV"
                     say "  w5 $impl $mode $s: $x Ir/obj"
                 done
             done

@@ -7,6 +7,10 @@
  *                 temporaries: one candidate root per node, as interpreters do
  *   rcgc-acyclic  transfer, with the node type flagged RC_TYPE_ACYCLIC
  *   malloc, mimalloc  hand-freed recursively
+ *   mimalloc-rc   hand-rolled counting on mimalloc with rcgc's block layout:
+ *                 a 16-byte header holding the count before each node; a
+ *                 drop decrements it and frees the subtree at zero (what an
+ *                 rcgc node costs in memory traffic, without the runtime)
  *   boehm         never freed; the collector finds the garbage
  *
  * Usage: w1_<impl> [depth]   (default 18) */
@@ -90,6 +94,41 @@ static void drop_tree(Node *t) {
         drop_tree(t->right);
     }
     BENCH_FREE(t);
+}
+
+#elif defined(BENCH_IMPL_MIMALLOC_RC)
+#include <mimalloc.h>
+#define IMPL_NAME "mimalloc-rc"
+
+typedef struct Header {
+    uint32_t rc;
+    uint32_t flags;
+    const void *type;
+} Header;
+
+static Header *header_of(Node *n) { return (Header *)n - 1; }
+
+static Node *new_node(Node *l, Node *r) {
+    Header *h = bench_check_alloc(mi_malloc(sizeof(Header) + sizeof(Node)),
+                                  "node");
+    h->rc = 1;
+    h->flags = 0;
+    h->type = NULL;
+    Node *p = (Node *)(h + 1);
+    p->left = l; /* transfer, as in the rcgc row */
+    p->right = r;
+    return p;
+}
+
+static void drop_tree(Node *t) {
+    Header *h = header_of(t);
+    if (--h->rc != 0)
+        return;
+    if (t->left != NULL) {
+        drop_tree(t->left);
+        drop_tree(t->right);
+    }
+    mi_free(h);
 }
 
 #elif defined(BENCH_IMPL_BOEHM)

@@ -7,8 +7,10 @@
  * Every new object gets its first and last 8 bytes written.
  *
  * Implementations (BENCH_IMPL_*): rcgc (rc_alloc of an acyclic type of
- * payload SIZE, rc_release as the free), malloc, mimalloc, boehm (GC_MALLOC;
- * "free" clears the only pointer; batch modes end with one GC_gcollect()).
+ * payload SIZE, rc_release as the free), malloc, mimalloc, mimalloc-rc
+ * (mimalloc with a hand-rolled 16-byte counted header: rcgc's layout without
+ * the runtime), boehm (GC_MALLOC; "free" clears the only pointer; batch modes
+ * end with one GC_gcollect()).
  *
  * The timed phases are the out-of-line functions alloc_phase, free_phase and
  * churn, so an instruction counter can be told to count only those.
@@ -41,6 +43,36 @@ static void impl_init(size_t size) { (void)size; }
 static void impl_init(size_t size) { (void)size; }
 #define OBJ_NEW(size) mi_malloc(size)
 #define OBJ_FREE(slot) mi_free(slot)
+#define PTRS_NEW(n) malloc((n) * sizeof(void *))
+#define PTRS_FREE(p) free(p)
+#elif defined(BENCH_IMPL_MIMALLOC_RC)
+#include <mimalloc.h>
+#define IMPL_NAME "mimalloc-rc"
+/* Hand-rolled counting on mimalloc with rcgc's block layout: a 16-byte
+ * header with the count before the SIZE-byte object, set on allocation and
+ * decremented before the free, as any counted release must. */
+typedef struct Header {
+    uint32_t rc;
+    uint32_t flags;
+    const void *type;
+} Header;
+static void impl_init(size_t size) { (void)size; }
+static inline void *counted_new(size_t size) {
+    Header *h = mi_malloc(sizeof(Header) + size);
+    if (h == NULL)
+        return NULL;
+    h->rc = 1;
+    h->flags = 0;
+    h->type = NULL;
+    return h + 1;
+}
+static inline void counted_release(void *obj) {
+    Header *h = (Header *)obj - 1;
+    if (--h->rc == 0)
+        mi_free(h);
+}
+#define OBJ_NEW(size) counted_new(size)
+#define OBJ_FREE(slot) counted_release(slot)
 #define PTRS_NEW(n) malloc((n) * sizeof(void *))
 #define PTRS_FREE(p) free(p)
 #elif defined(BENCH_IMPL_BOEHM)

@@ -199,8 +199,8 @@ typedef struct rc_state {
     bool freeing;            /* draining pending: frees are queued */
     bool in_pass;
     bool pass_due;           /* a threshold was reached while busy */
-    bool roots_lost;
-    size_t pass_finalized;   /* finalizers run by the current pass */         /* a root went unbuffered for want of memory */
+    bool roots_lost;         /* a root went unbuffered for want of memory */
+    size_t pass_finalized;   /* finalizers run by the current pass */
 
     rc_stats stats;
     mem_heap heap;
