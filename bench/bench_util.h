@@ -64,4 +64,40 @@ static inline void *bench_check_alloc(void *p, const char *what) {
     return p;
 }
 
+#if defined(BENCH_IMPL_MIMALLOC_RC)
+/* The mimalloc-rc reference rows: counting by hand on mimalloc with rcgc's
+ * block layout, a 16-byte header holding the count in front of each object
+ * (so the same bytes move as with rcgc, and the count is read before every
+ * free, as any counted release must). */
+#include <mimalloc.h>
+#include <stdbool.h>
+
+typedef struct bench_rc_header {
+    uint32_t rc;
+    uint32_t flags;
+    const void *type;
+} bench_rc_header;
+
+/* A new object of `size` bytes with a count of 1, or NULL. */
+static inline void *bench_rc_new(size_t size) {
+    bench_rc_header *h = mi_malloc(sizeof *h + size);
+    if (h == NULL)
+        return NULL;
+    h->rc = 1;
+    h->flags = 0;
+    h->type = NULL;
+    return h + 1;
+}
+
+/* Drops a reference; true when it was the last one, and the caller, having
+ * dropped what the object holds, frees it with bench_rc_free. */
+static inline bool bench_rc_drop(void *obj) {
+    return --((bench_rc_header *)obj - 1)->rc == 0;
+}
+
+static inline void bench_rc_free(void *obj) {
+    mi_free((bench_rc_header *)obj - 1);
+}
+#endif
+
 #endif

@@ -97,38 +97,23 @@ static void drop_tree(Node *t) {
 }
 
 #elif defined(BENCH_IMPL_MIMALLOC_RC)
-#include <mimalloc.h>
 #define IMPL_NAME "mimalloc-rc"
 
-typedef struct Header {
-    uint32_t rc;
-    uint32_t flags;
-    const void *type;
-} Header;
-
-static Header *header_of(Node *n) { return (Header *)n - 1; }
-
 static Node *new_node(Node *l, Node *r) {
-    Header *h = bench_check_alloc(mi_malloc(sizeof(Header) + sizeof(Node)),
-                                  "node");
-    h->rc = 1;
-    h->flags = 0;
-    h->type = NULL;
-    Node *p = (Node *)(h + 1);
+    Node *p = bench_check_alloc(bench_rc_new(sizeof(Node)), "node");
     p->left = l; /* transfer, as in the rcgc row */
     p->right = r;
     return p;
 }
 
 static void drop_tree(Node *t) {
-    Header *h = header_of(t);
-    if (--h->rc != 0)
+    if (!bench_rc_drop(t))
         return;
     if (t->left != NULL) {
         drop_tree(t->left);
         drop_tree(t->right);
     }
-    mi_free(h);
+    bench_rc_free(t);
 }
 
 #elif defined(BENCH_IMPL_BOEHM)

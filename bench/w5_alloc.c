@@ -46,32 +46,13 @@ static void impl_init(size_t size) { (void)size; }
 #define PTRS_NEW(n) malloc((n) * sizeof(void *))
 #define PTRS_FREE(p) free(p)
 #elif defined(BENCH_IMPL_MIMALLOC_RC)
-#include <mimalloc.h>
 #define IMPL_NAME "mimalloc-rc"
-/* Hand-rolled counting on mimalloc with rcgc's block layout: a 16-byte
- * header with the count before the SIZE-byte object, set on allocation and
- * decremented before the free, as any counted release must. */
-typedef struct Header {
-    uint32_t rc;
-    uint32_t flags;
-    const void *type;
-} Header;
 static void impl_init(size_t size) { (void)size; }
-static inline void *counted_new(size_t size) {
-    Header *h = mi_malloc(sizeof(Header) + size);
-    if (h == NULL)
-        return NULL;
-    h->rc = 1;
-    h->flags = 0;
-    h->type = NULL;
-    return h + 1;
-}
 static inline void counted_release(void *obj) {
-    Header *h = (Header *)obj - 1;
-    if (--h->rc == 0)
-        mi_free(h);
+    if (bench_rc_drop(obj))
+        bench_rc_free(obj);
 }
-#define OBJ_NEW(size) counted_new(size)
+#define OBJ_NEW(size) bench_rc_new(size)
 #define OBJ_FREE(slot) counted_release(slot)
 #define PTRS_NEW(n) malloc((n) * sizeof(void *))
 #define PTRS_FREE(p) free(p)
