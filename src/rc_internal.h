@@ -62,9 +62,13 @@
 #define F_IMMORTAL RC__F_IMMORTAL
 #define F_NOBUFFER RC__F_NOBUFFER
 #define F_WEAK 0x80u
-#define F_FLAGS 0xffu
-#define SLOT_SHIFT 8
-#define SLOT_OVERFLOW 0xffffffu
+/* A leaf in a pooled slot of its own size: no trace, finalize or dispose,
+ * allocated by rc_alloc's fast path. Its death is a count and a push on
+ * its span's free list (rc__release_zero). Never set in debug builds. */
+#define F_PLAIN 0x100u
+#define F_FLAGS 0x1ffu
+#define SLOT_SHIFT 9
+#define SLOT_OVERFLOW 0x7fffffu
 #define RC_IMMORTAL_COUNT RC__IMMORTAL_COUNT
 
 static inline rc__header *hdr_of(const void *obj) {
@@ -83,6 +87,9 @@ static inline bool gc_participates(const rc__header *h) {
 }
 static inline bool type_is_acyclic(const rc_type *t) {
     return t->trace == NULL || (t->flags & RC_TYPE_ACYCLIC);
+}
+static inline bool type_is_plain(const rc_type *t) {
+    return t->trace == NULL && t->finalize == NULL && t->dispose == NULL;
 }
 
 /* ------------------------------------------------------- block layout */
@@ -163,6 +170,8 @@ void *mem_alloc(mem_heap *mh, size_t size, unsigned kind);
  * slow path, so a caller's fast path needs no stack frame. */
 void *mem_alloc_quick(mem_heap *mh, size_t size);
 void mem_free(mem_heap *mh, void *block, size_t size);
+/* mem_free of a block known to be pooled (from mem_alloc_quick). */
+void mem_free_pooled(mem_heap *mh, void *block, size_t size);
 typedef void (*mem_visit_fn)(void *block, unsigned kind, void *ctx);
 void mem_foreach(mem_heap *mh, mem_visit_fn fn, void *ctx);
 uint64_t mem_fragmented(const mem_heap *mh);

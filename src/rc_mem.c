@@ -742,16 +742,20 @@ static rc_noinline void free_other(mem_heap *mh, void *block, size_t size) {
         free_tracked(mh, block, size);
 }
 
-void mem_free(mem_heap *mh, void *block, size_t size) {
-    if (unlikely(size > fast_max())) {
-        free_other(mh, block, size);
-        return;
-    }
+void mem_free_pooled(mem_heap *mh, void *block, size_t size) {
     mem_span *sp = span_of(block);
     *(void **)block = sp->free;
     sp->free = block;
     asan_poison(block, sp->block);
     free_account(mh, sp, size);
+}
+
+void mem_free(mem_heap *mh, void *block, size_t size) {
+    if (unlikely(size > fast_max())) {
+        free_other(mh, block, size);
+        return;
+    }
+    mem_free_pooled(mh, block, size);
 }
 
 /* ------------------------------------------------------- heap walks */

@@ -229,6 +229,42 @@ Test(count, immortal_survives_count_drift_to_zero) {
     cr_assert_eq(rc_live_objects(), 1);
 }
 
+/* Leaves without hooks die on the shortest path (a count and a push on the
+ * span's free list) unless something else holds on to them: an immortal
+ * one stays, a weakly referenced one clears its weak references first. */
+Test(count, hookless_leaves_immortal_weak_and_plain) {
+    static const rc_type bare = {"bare", 24, NULL, NULL, 0, NULL};
+    /* The thread's first allocation sets its heap up on the slow path; the
+     * objects below come from the fast path, which marks them plain. */
+    rc_release(th_must(rc_alloc(&bare), "bare"));
+    rc_stats s0 = th_stats();
+
+    void *imm = test_immortals[2] = th_must(rc_alloc(&bare), "bare");
+    rc__header *h = (rc__header *)imm - 1;
+    h->rc = UINT32_MAX;
+    rc_retain(imm); /* saturates */
+    h->rc = 1;      /* drifted down */
+    rc_release(imm);
+    cr_assert_eq(rc_refcount(imm), SIZE_MAX, "an immortal leaf is not freed");
+
+    void *w_obj = th_must(rc_alloc(&bare), "bare");
+    rc_weak *w = th_must(rc_weak_new(w_obj), "weak");
+    rc_release(w_obj);
+    cr_assert_null(rc_weak_get(w), "the weak reference is cleared at death");
+    rc_weak_free(w);
+
+    for (int i = 0; i < 2; i++)
+        rc_release(th_must(rc_alloc(&bare), "bare"));
+
+    rc_stats s = th_stats();
+    uint64_t each = (s.bytes_allocated - s0.bytes_allocated) / 4;
+    cr_assert_geq(each, sizeof(rc__header) + 24);
+    cr_assert_eq(s.objects_allocated - s0.objects_allocated, 4);
+    cr_assert_eq(s.objects_freed - s0.objects_freed, 3);
+    cr_assert_eq(s.bytes_freed - s0.bytes_freed, 3 * each);
+    cr_assert_eq(s.objects_live - s0.objects_live, 1, "only the immortal");
+}
+
 /* ------------------------------------------------------------ finalizers */
 
 static tnode *resurrected;
