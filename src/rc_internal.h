@@ -3,7 +3,8 @@
  * Invariants (outside a pass, on every live object of a thread):
  *   - rc >= 1; a count of 0 means the object is dying or freed;
  *   - F_BUFFERED is set  <=>  roots[slot] == the object (slot saturates at
- *     SLOT_OVERFLOW, where the buffer is searched instead);
+ *     SLOT_OVERFLOW, where the buffer is searched instead); without it the
+ *     slot bits are zero but for F_PLAIN;
  *   - the colour is black;
  *   - F_WEAK is set  <=>  the weak side table has an entry for the object;
  *   - F_IMMORTAL is sticky: such an object is never freed.
@@ -62,13 +63,16 @@
 #define F_IMMORTAL RC__F_IMMORTAL
 #define F_NOBUFFER RC__F_NOBUFFER
 #define F_WEAK 0x80u
-/* A leaf in a pooled slot of its own size: no trace, finalize or dispose,
- * allocated by rc_alloc's fast path. Its death is a count and a push on
- * its span's free list (rc__release_zero). Never set in debug builds. */
+#define F_FLAGS 0xffu
+#define SLOT_SHIFT 8
+#define SLOT_OVERFLOW 0xffffffu
+/* Bits 8-31 hold the root-buffer slot while F_BUFFERED is set and are zero
+ * otherwise, except for this flag, which only objects that are never
+ * buffered carry: a leaf in a pooled slot of its own size (no trace,
+ * finalize or dispose) from rc_alloc's fast path, whose death is a count
+ * and a push on its span's free list (rc__release_zero). Never set in
+ * debug builds. */
 #define F_PLAIN 0x100u
-#define F_FLAGS 0x1ffu
-#define SLOT_SHIFT 9
-#define SLOT_OVERFLOW 0x7fffffu
 #define RC_IMMORTAL_COUNT RC__IMMORTAL_COUNT
 
 static inline rc__header *hdr_of(const void *obj) {

@@ -177,7 +177,7 @@ void rc__release_zero(rc__header *h) {
     /* The common death, with the fewest instructions: a program freeing
      * many objects in random order waits on a cache miss for each count,
      * and the shorter this path, the more of those misses overlap. */
-    if (likely((h->gc & (F_PLAIN | F_IMMORTAL | F_WEAK)) == F_PLAIN)) {
+    if (likely((h->gc & (F_PLAIN | F_BUFFERED | F_IMMORTAL | F_WEAK)) == F_PLAIN)) {
         size_t size = sizeof(rc__header) + t->size;
         st->stats.objects_freed++;
         st->stats.bytes_freed += size;
