@@ -76,8 +76,14 @@ static bool roots_grow(rc_state *st) {
 /* A count dropped to a non-zero value: h may now be the last entry into a
  * garbage cycle. Without memory for the buffer, a pass makes room (h, held
  * meanwhile, cannot be freed by it); if that is impossible the object stays
- * unbuffered, and a cycle through it is found once its count drops again. */
+ * unbuffered, and the next pass takes every object that can be on a cycle
+ * as a candidate. So it does once the buffer holds SLOT_OVERFLOW roots:
+ * past that, each root leaving the buffer would cost a search of it. */
 void gc_buffer(rc_state *st, rc__header *h) {
+    if (unlikely(st->nroots >= SLOT_OVERFLOW)) {
+        st->roots_lost = true;
+        goto policy;
+    }
     if (unlikely(st->nroots == st->roots_cap) && !roots_grow(st)) {
         h->rc++;
         gc_maybe_collect(st);
@@ -91,6 +97,7 @@ void gc_buffer(rc_state *st, rc__header *h) {
     h->gc |= F_BUFFERED;
     st->roots[st->nroots++] = h;
     st->stats.roots_buffered++;
+policy:
 #if RCGC_STRESS
     st->pass_due = true;
     gc_maybe_collect(st);

@@ -3,8 +3,9 @@
  * Invariants (outside a pass, on every live object of a thread):
  *   - rc >= 1; a count of 0 means the object is dying or freed;
  *   - F_BUFFERED is set  <=>  roots[slot] == the object (slot saturates at
- *     SLOT_OVERFLOW, where the buffer is searched instead); without it the
- *     slot bits are zero but for F_PLAIN;
+ *     SLOT_OVERFLOW, where the buffer is searched instead: only a pass's
+ *     rebuffering of the whole heap goes that far); without it the slot
+ *     bits are zero but for F_PLAIN;
  *   - the colour is black;
  *   - F_WEAK is set  <=>  the weak side table has an entry for the object;
  *   - F_IMMORTAL is sticky: such an object is never freed.
@@ -65,7 +66,13 @@
 #define F_WEAK 0x80u
 #define F_FLAGS 0xffu
 #define SLOT_SHIFT 8
+/* The root buffer holds at most this many entries (see gc_buffer); a build
+ * of the tests lowers it to reach the limit with a few objects. */
+#ifdef RCGC_SLOT_LIMIT
+#define SLOT_OVERFLOW ((uint32_t)(RCGC_SLOT_LIMIT))
+#else
 #define SLOT_OVERFLOW 0xffffffu
+#endif
 /* Bits 8-31 hold the root-buffer slot while F_BUFFERED is set and are zero
  * otherwise, except for this flag, which only objects that are never
  * buffered carry: a leaf in a pooled slot of its own size (no trace,
@@ -212,7 +219,8 @@ typedef struct rc_state {
     bool freeing;            /* draining pending: frees are queued */
     bool in_pass;
     bool pass_due;           /* a threshold was reached while busy */
-    bool roots_lost;         /* a root went unbuffered for want of memory */
+    bool roots_lost;         /* a root went unbuffered: memory was short
+                                or the buffer was at SLOT_OVERFLOW */
     size_t pass_finalized;   /* finalizers run by the current pass */
 
     rc_stats stats;
