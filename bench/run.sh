@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds and runs the rcgc benchmark suite (workloads W1-W5, WORKLOADS.md).
 #
-#   bench/run.sh            full sizes (about 25 minutes on 2 cores)
+#   bench/run.sh            full sizes (about 10 minutes on 2 cores)
 #   bench/run.sh --quick    smaller sizes, a couple of minutes
 #
 # Options:
