@@ -77,8 +77,8 @@ static bool roots_grow(rc_state *st) {
  * garbage cycle. Without memory for the buffer, a pass makes room (h, held
  * meanwhile, cannot be freed by it); if that is impossible the object stays
  * unbuffered, and the next pass takes every object that can be on a cycle
- * as a candidate. So it does once the buffer holds SLOT_OVERFLOW roots:
- * past that, each root leaving the buffer would cost a search of it. */
+ * as a candidate. The same happens once the buffer holds SLOT_OVERFLOW
+ * roots: beyond that, a root leaving the buffer would have to search it. */
 void gc_buffer(rc_state *st, rc__header *h) {
     if (unlikely(st->nroots >= SLOT_OVERFLOW)) {
         st->roots_lost = true;

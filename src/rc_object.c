@@ -177,7 +177,8 @@ void rc__release_zero(rc__header *h) {
     /* The common death, with the fewest instructions: a program freeing
      * many objects in random order waits on a cache miss for each count,
      * and the shorter this path, the more of those misses overlap. */
-    if (likely((h->gc & (F_PLAIN | F_BUFFERED | F_IMMORTAL | F_WEAK)) == F_PLAIN)) {
+    const uint32_t slow = F_BUFFERED | F_IMMORTAL | F_WEAK; /* long way */
+    if (likely((h->gc & (F_PLAIN | slow)) == F_PLAIN)) {
         size_t size = sizeof(rc__header) + t->size;
         st->stats.objects_freed++;
         st->stats.bytes_freed += size;
@@ -185,9 +186,10 @@ void rc__release_zero(rc__header *h) {
         return;
     }
 #endif
-    /* A plain leaf (no references, no hooks, nothing to detach) dies here
-     * and now: no user code runs, so even inside a cascade it needs no
-     * pending list. */
+    /* A leaf without hooks that is not marked plain (allocated on a slow
+     * path, or in a debug build) with nothing to detach also dies here and
+     * now: no user code runs, so even inside a cascade it needs no pending
+     * list. */
     if (likely(!(h->gc & (F_IMMORTAL | F_BUFFERED | F_WEAK)) &&
                t->trace == NULL && t->finalize == NULL && t->dispose == NULL)) {
 #if RCGC_DEBUG
