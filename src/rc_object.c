@@ -170,22 +170,30 @@ static rc_noinline void release_zero_slow(rc_state *st, rc__header *h,
     obj_kill(st, h);
 }
 
+#if !RCGC_DEBUG
+/* Flags that send even a plain object the long way when it dies. */
+#define F_PLAIN_BUSY (F_BUFFERED | F_IMMORTAL | F_WEAK)
+
+/* The common death, with the fewest instructions: a program freeing many
+ * objects in random order waits on a cache miss for each count, and the
+ * shorter this path, the more of those misses overlap. */
+static inline void plain_free(rc_state *st, rc__header *h) {
+    size_t size = sizeof(rc__header) + h->type->size;
+    st->stats.objects_freed++;
+    st->stats.bytes_freed += size;
+    mem_free_pooled(&st->heap, (char *)h - block_prefix(MEM_PLAIN), size);
+}
+#endif
+
 void rc__release_zero(rc__header *h) {
     rc_state *st = rc_tls_state;
-    const rc_type *t = h->type;
 #if !RCGC_DEBUG
-    /* The common death, with the fewest instructions: a program freeing
-     * many objects in random order waits on a cache miss for each count,
-     * and the shorter this path, the more of those misses overlap. */
-    const uint32_t slow = F_BUFFERED | F_IMMORTAL | F_WEAK; /* long way */
-    if (likely((h->gc & (F_PLAIN | slow)) == F_PLAIN)) {
-        size_t size = sizeof(rc__header) + t->size;
-        st->stats.objects_freed++;
-        st->stats.bytes_freed += size;
-        mem_free_pooled(&st->heap, (char *)h - block_prefix(MEM_PLAIN), size);
+    if (likely((h->gc & (F_PLAIN | F_PLAIN_BUSY)) == F_PLAIN)) {
+        plain_free(st, h);
         return;
     }
 #endif
+    const rc_type *t = h->type;
     /* A leaf without hooks that is not marked plain (allocated on a slow
      * path, or in a debug build) with nothing to detach also dies here and
      * now: no user code runs, so even inside a cascade it needs no pending
@@ -272,13 +280,21 @@ void obj_release_child(rc_state *st, rc__header *c) {
 }
 
 #if !RCGC_DEBUG
+/* A child whose count reached zero and that is plain or needs more than
+ * joining the pending list. */
 static rc_noinline void release_child_slow(rc_state *st, rc__header *c) {
+    if ((c->gc & (F_PLAIN | F_PLAIN_BUSY)) == F_PLAIN) {
+        plain_free(st, c);
+        return;
+    }
+    c->rc++;
     obj_release_child(st, c);
 }
 #endif
 
 /* The release of a dying object's child, while the pending list drains:
- * a child reaching zero just joins the list. */
+ * a child reaching zero joins the list, or is freed at once if it is
+ * plain (no hooks, so nothing can run or be released meanwhile). */
 static void visit_release(void *child, void *ctx) {
     if (child == NULL)
         return;
@@ -288,8 +304,7 @@ static void visit_release(void *child, void *ctx) {
     obj_release_child(st, c);
 #else
     if (--c->rc == 0) {
-        if (unlikely(c->gc & (F_BUFFERED | F_WEAK | F_IMMORTAL))) {
-            c->rc++;
+        if (unlikely(c->gc & (F_PLAIN | F_PLAIN_BUSY))) {
             release_child_slow(st, c); /* a tail call: no frame here */
             return;
         }

@@ -265,6 +265,40 @@ Test(count, hookless_leaves_immortal_weak_and_plain) {
     cr_assert_eq(s.objects_live - s0.objects_live, 1, "only the immortal");
 }
 
+/* A dying container frees its hookless children on the spot, unless one
+ * is shared, immortal or weakly referenced. */
+Test(count, container_of_hookless_leaves) {
+    static const rc_type bare = {"bare", 24, NULL, NULL, 0, NULL};
+    th_reset();
+    rc_release(th_must(rc_alloc(&bare), "bare")); /* the heap is set up */
+    enum { N = 1000 };
+    tvec *v = tvec_new(N);
+    for (size_t i = 0; i < N; i++)
+        v->items[i] = th_must(rc_alloc(&bare), "bare");
+    void *shared = rc_retain(v->items[1]);
+    void *imm = test_immortals[3] = v->items[2];
+    rc__header *h = (rc__header *)imm - 1;
+    h->rc = UINT32_MAX;
+    rc_retain(imm); /* saturates */
+    h->rc = 1;      /* drifted down */
+    rc_weak *w = th_must(rc_weak_new(v->items[3]), "weak");
+    rc_stats s0 = th_stats();
+
+    rc_release(v);
+    rc_stats s = th_stats();
+    cr_assert_eq(th_disposed, 1);
+    cr_assert_eq(s.objects_freed - s0.objects_freed, 1 + N - 2,
+                 "the vector and all its leaves but the shared and the "
+                 "immortal one");
+    cr_assert_eq(rc_live_objects(), 2);
+    cr_assert_null(rc_weak_get(w), "the weak reference is cleared");
+    cr_assert_eq(rc_refcount(shared), 1);
+    cr_assert_eq(rc_refcount(imm), SIZE_MAX);
+    rc_weak_free(w);
+    rc_release(shared);
+    cr_assert_eq(rc_live_objects(), 1, "only the immortal");
+}
+
 /* ------------------------------------------------------------ finalizers */
 
 static tnode *resurrected;
