@@ -110,11 +110,8 @@ void *rc_alloc(const rc_type *type) {
             rc__header *h = hdr_of_block(block, MEM_PLAIN);
             uint32_t acyclic = type_is_acyclic(type) ? F_ACYCLIC : 0;
             h->rc = 1;
-#if RCGC_DEBUG
-            h->gc = C_BLACK | acyclic;
-#else
-            h->gc = C_BLACK | acyclic | (type_is_plain(type) ? F_PLAIN : 0);
-#endif
+            uint32_t plain = !RCGC_DEBUG && type_is_plain(type) ? F_PLAIN : 0;
+            h->gc = C_BLACK | acyclic | plain;
             h->type = type;
             st->live_cyclic += !acyclic;
             st->stats.objects_allocated++;
@@ -141,12 +138,15 @@ void *rc_alloc_extra(const rc_type *type, size_t extra) {
 static inline size_t obj_free(rc_state *st, rc__header *h, const rc_type *t,
                               uint32_t flags);
 
+/* Flags that send even a leaf without hooks the long way when it dies. */
+#define F_PLAIN_BUSY (F_BUFFERED | F_IMMORTAL | F_WEAK)
+
 /* Everything but a plain leaf: dispose-only leaves, immortals, objects to
  * detach or finalize, objects with children. */
 static rc_noinline void release_zero_slow(rc_state *st, rc__header *h,
                                           const rc_type *t) {
-    if (!(h->gc & (F_IMMORTAL | F_BUFFERED | F_WEAK)) && t->trace == NULL &&
-        t->finalize == NULL && !st->freeing) {
+    if (!(h->gc & F_PLAIN_BUSY) && t->trace == NULL && t->finalize == NULL &&
+        !st->freeing) {
 #if RCGC_DEBUG
         dbg_of(h)->state = DBG_DYING;
 #endif
@@ -171,9 +171,6 @@ static rc_noinline void release_zero_slow(rc_state *st, rc__header *h,
 }
 
 #if !RCGC_DEBUG
-/* Flags that send even a plain object the long way when it dies. */
-#define F_PLAIN_BUSY (F_BUFFERED | F_IMMORTAL | F_WEAK)
-
 /* The common death, with the fewest instructions: a program freeing many
  * objects in random order waits on a cache miss for each count, and the
  * shorter this path, the more of those misses overlap. */
@@ -198,8 +195,7 @@ void rc__release_zero(rc__header *h) {
      * path, or in a debug build) with nothing to detach also dies here and
      * now: no user code runs, so even inside a cascade it needs no pending
      * list. */
-    if (likely(!(h->gc & (F_IMMORTAL | F_BUFFERED | F_WEAK)) &&
-               t->trace == NULL && t->finalize == NULL && t->dispose == NULL)) {
+    if (likely(!(h->gc & F_PLAIN_BUSY) && type_is_plain(t))) {
 #if RCGC_DEBUG
         dbg_of(h)->state = DBG_DYING;
 #endif
