@@ -229,6 +229,15 @@ Test(count, immortal_survives_count_drift_to_zero) {
     cr_assert_eq(rc_live_objects(), 1);
 }
 
+/* Makes obj immortal with a count of 1, as if its count had saturated and
+ * then drifted down through 3 billion releases. */
+static void drift_immortal(void *obj) {
+    rc__header *h = (rc__header *)obj - 1;
+    h->rc = UINT32_MAX;
+    rc_retain(obj); /* saturates */
+    h->rc = 1;
+}
+
 /* Leaves without hooks die on the shortest path (a count and a push on the
  * span's free list) unless something else holds on to them: an immortal
  * one stays, a weakly referenced one clears its weak references first. */
@@ -240,10 +249,7 @@ Test(count, hookless_leaves_immortal_weak_and_plain) {
     rc_stats s0 = th_stats();
 
     void *imm = test_immortals[2] = th_must(rc_alloc(&bare), "bare");
-    rc__header *h = (rc__header *)imm - 1;
-    h->rc = UINT32_MAX;
-    rc_retain(imm); /* saturates */
-    h->rc = 1;      /* drifted down */
+    drift_immortal(imm);
     rc_release(imm);
     cr_assert_eq(rc_refcount(imm), SIZE_MAX, "an immortal leaf is not freed");
 
@@ -277,10 +283,7 @@ Test(count, container_of_hookless_leaves) {
         v->items[i] = th_must(rc_alloc(&bare), "bare");
     void *shared = rc_retain(v->items[1]);
     void *imm = test_immortals[3] = v->items[2];
-    rc__header *h = (rc__header *)imm - 1;
-    h->rc = UINT32_MAX;
-    rc_retain(imm); /* saturates */
-    h->rc = 1;      /* drifted down */
+    drift_immortal(imm);
     rc_weak *w = th_must(rc_weak_new(v->items[3]), "weak");
     rc_stats s0 = th_stats();
 
