@@ -476,12 +476,16 @@ static bool seg_excess(const mem_heap *mh) {
            mh->free_span_bytes > mh->span_bytes;
 }
 
+/* Gives back the first spare segment. */
+static void spare_free(mem_heap *mh) {
+    mem_segment *seg = mh->spare;
+    mh->spare = seg->next;
+    seg_free(mh, seg);
+}
+
 void mem_trim(mem_heap *mh) {
-    while (seg_excess(mh)) {
-        mem_segment *seg = mh->spare;
-        mh->spare = seg->next;
-        seg_free(mh, seg);
-    }
+    while (seg_excess(mh))
+        spare_free(mh);
     mh->excess_since = 0;
 }
 
@@ -829,11 +833,8 @@ void mem_release_all(mem_heap *mh) {
         seg_unlink(mh, seg);
         seg_free(mh, seg);
     }
-    while (mh->spare) {
-        mem_segment *seg = mh->spare;
-        mh->spare = seg->next;
-        seg_free(mh, seg);
-    }
+    while (mh->spare)
+        spare_free(mh);
     memset(mh->partial, 0, sizeof mh->partial);
     mh->span_bytes = 0;
     mh->free_span_bytes = 0;

@@ -40,6 +40,21 @@ static inline void *zero_payload(void *p, size_t n) {
     }
 }
 
+/* A new object's debug record (debug builds; nothing otherwise). */
+static inline void obj_debug_init(rc_state *st, rc__header *h,
+                                  const char *file, int line) {
+#if RCGC_DEBUG
+    obj_debug *d = dbg_of(h);
+    d->file = file;
+    d->line = line;
+    d->state = DBG_LIVE;
+    d->owner = st;
+    d->qnext = NULL;
+#else
+    (void)st, (void)h, (void)file, (void)line;
+#endif
+}
+
 static inline __attribute__((always_inline)) void *
 obj_alloc(const rc_type *type, size_t extra, const char *file, int line) {
     if (type == NULL || extra > SIZE_MAX - type->size)
@@ -69,17 +84,7 @@ obj_alloc(const rc_type *type, size_t extra, const char *file, int line) {
         h->gc |= F_ACYCLIC;
     else
         st->live_cyclic++;
-#if RCGC_DEBUG
-    obj_debug *d = dbg_of(h);
-    d->file = file;
-    d->line = line;
-    d->state = DBG_LIVE;
-    d->owner = st;
-    d->qnext = NULL;
-#else
-    (void)file;
-    (void)line;
-#endif
+    obj_debug_init(st, h, file, line);
     zero_payload(payload_of(h), payload);
     st->stats.objects_allocated++;
     st->stats.bytes_allocated += size;
@@ -116,14 +121,7 @@ void *rc_alloc(const rc_type *type) {
             st->live_cyclic += !acyclic;
             st->stats.objects_allocated++;
             st->stats.bytes_allocated += size;
-#if RCGC_DEBUG
-            obj_debug *d = dbg_of(h);
-            d->file = NULL;
-            d->line = 0;
-            d->state = DBG_LIVE;
-            d->owner = st;
-            d->qnext = NULL;
-#endif
+            obj_debug_init(st, h, NULL, 0);
             return zero_payload(payload_of(h), type->size);
         }
     }
