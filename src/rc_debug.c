@@ -94,6 +94,7 @@ void dbg_quarantine(rc_state *st, rc__header *h, size_t size) {
     else
         st->quarantine_head = d;
     st->quarantine_tail = d;
+    st->quarantine_bytes += size;
     if (++st->quarantine_len > DBG_QUARANTINE)
         dbg_quarantine_flush(st, DBG_QUARANTINE);
 }
@@ -108,6 +109,7 @@ void dbg_quarantine_flush(rc_state *st, size_t keep) {
         st->quarantine_len--;
         rc__header *h = (rc__header *)(d + 1);
         size_t size = block_size(h);
+        st->quarantine_bytes -= size;
         DBG_UNPOISON(block_of(h), size);
         mem_free(&st->heap, block_of(h), size);
     }

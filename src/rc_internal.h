@@ -5,7 +5,7 @@
  *   - F_BUFFERED is set  <=>  roots[slot] == the object (slot saturates at
  *     SLOT_OVERFLOW, where the buffer is searched instead: only a pass's
  *     rebuffering of the whole heap goes that far); without it the slot
- *     bits are zero but for F_PLAIN;
+ *     bits are zero but for F_PLAIN and the size a plain object keeps;
  *   - the colour is black;
  *   - F_WEAK is set  <=>  the weak side table has an entry for the object;
  *   - F_IMMORTAL is sticky: such an object is never freed.
@@ -77,9 +77,13 @@
  * otherwise, except for this flag, which only objects that are never
  * buffered carry: a leaf in a pooled slot of its own size (no trace,
  * finalize or dispose) from rc_alloc's fast path, whose death is a count
- * and a push on its span's free list (rc__release_zero). Never set in
- * debug builds. */
+ * and a push on its span's free list (rc__release_zero). Such an object
+ * keeps its block's size in the bits above the flag, so that its death
+ * reads nothing but its header line: in a program freeing in random
+ * order, a load of the type's size waiting on that line's cache miss
+ * costs more than the rest of the free. Never set in debug builds. */
 #define F_PLAIN 0x100u
+#define PLAIN_SIZE_SHIFT 9
 #define RC_IMMORTAL_COUNT RC__IMMORTAL_COUNT
 
 static inline rc__header *hdr_of(const void *obj) {
@@ -168,7 +172,7 @@ typedef struct mem_heap {
     mem_large *large;            /* live large blocks */
     uint64_t span_bytes;         /* bytes of spans carved for classes */
     uint64_t free_span_bytes;    /* bytes of spans idle in segments */
-    uint64_t pooled_live_bytes;  /* exact bytes of live pooled blocks */
+    uint64_t large_bytes;        /* bytes of live large blocks */
     uint64_t large_count;
 } mem_heap;
 
@@ -182,11 +186,11 @@ void *mem_alloc(mem_heap *mh, size_t size, unsigned kind);
 void *mem_alloc_quick(mem_heap *mh, size_t size);
 void mem_free(mem_heap *mh, void *block, size_t size);
 /* mem_free of a block known to be pooled (from mem_alloc_quick). */
-void mem_free_pooled(mem_heap *mh, void *block, size_t size);
+void mem_free_pooled(mem_heap *mh, void *block);
 typedef void (*mem_visit_fn)(void *block, unsigned kind, void *ctx);
 void mem_foreach(mem_heap *mh, mem_visit_fn fn, void *ctx);
-uint64_t mem_fragmented(const mem_heap *mh);
-bool mem_is_empty(const mem_heap *mh);
+/* F, given the bytes of all the heap's live blocks. */
+uint64_t mem_fragmented(const mem_heap *mh, uint64_t live);
 void mem_release_all(mem_heap *mh);
 /* Gives idle segments beyond what the heap keeps back to the system now. */
 void mem_trim(mem_heap *mh);
@@ -230,9 +234,20 @@ typedef struct rc_state {
 #if RCGC_DEBUG
     obj_debug *quarantine_head, *quarantine_tail;
     size_t quarantine_len;
+    uint64_t quarantine_bytes;
 #endif
     struct rc_state *next_orphan;
 } rc_state;
+
+/* Bytes of the heap's live blocks: the objects not yet freed, and in debug
+ * builds the freed ones the quarantine still holds. */
+static inline uint64_t st_block_bytes(const rc_state *st) {
+    uint64_t n = st->stats.bytes_allocated - st->stats.bytes_freed;
+#if RCGC_DEBUG
+    n += st->quarantine_bytes;
+#endif
+    return n;
+}
 
 /* initial-exec: one instruction to reach, also from the shared library. */
 extern _Thread_local rc_state *rc_tls_state

@@ -11,14 +11,14 @@
  * compete for the same cache sets; the slots overlapping it are never used.
  *
  * Invariants:
- *   - a span is on partial[kind][cls]  <=>  its `used` is not negative;
- *     a listed span may turn out to be full only when an allocation finds it
- *     so (it is then unlisted, and SPAN_FULL added to `used`);
+ *   - a span is on partial[kind][cls]  <=>  it is not `full`; a listed span
+ *     may turn out to be full only when an allocation finds it so (it is
+ *     then unlisted);
  *   - `used` counts the span's live blocks, plus SPAN_ALONE when it is the
- *     only span on its list, or plus SPAN_FULL (negative) when on none; so
- *     the free path takes its slow branch only when `used` drops to 0 (an
- *     empty span that is not alone: back to its segment) or below (a full
- *     span gets room: listed again);
+ *     only span on its list; a full span holds 1 instead (its live count
+ *     is its capacity). So the free path takes its slow branch only when
+ *     `used` drops to exactly 0: an empty span that is not alone (back to
+ *     its segment), or the first free in a full span (listed again);
  *   - the segment list holds the segments with a span in use; it is
  *     circular, and segments with an idle span come before full ones, so a
  *     new span is found at the head;
@@ -27,7 +27,10 @@
  *     idle span bytes than span bytes in use, and two segments' worth,
  *     once that excess has lasted a second or on mem_trim;
  *   - F = bytes of segments + large-block prefixes - bytes of live pooled
- *     blocks (mem_fragmented).
+ *     blocks (mem_fragmented). The heap does not count the bytes of its
+ *     pooled blocks: its owner counts every block's bytes anyway (the
+ *     statistics), and one count less on each free matters when frees
+ *     wait on cache misses.
  * Free slots, gaps and idle spans are poisoned for AddressSanitizer, and
  * under Valgrind's Memcheck every pooled or large object is a heap block of
  * its own, so a use-after-free or a leak of a pooled object is reported as
@@ -216,7 +219,6 @@ static inline unsigned class_of(size_t size) {
 
 #define SPAN_HDR 64                             /* bytes for the header */
 #define SPAN_COLOURS (MEM_SPAN_SIZE / SPAN_HDR) /* header positions */
-#define SPAN_FULL INT32_MIN                     /* in `used`: unlisted */
 #define SPAN_ALONE 1                            /* in `used`: see below */
 #define SEG_SPAN_BYTES ((uint64_t)MEM_SEGMENT_SPANS * MEM_SPAN_SIZE)
 
@@ -224,12 +226,13 @@ struct mem_span {
     void *free;       /* freed slots, linked through their first word */
     char *bump;       /* next never-used slot of the current run */
     char *limit;      /* bump < limit while the run has a slot left */
-    int32_t used;     /* live blocks, + SPAN_ALONE or + SPAN_FULL */
+    int32_t used;     /* live blocks, + SPAN_ALONE; 1 when full */
     uint32_t block;   /* slot size */
     mem_span *prev, *next;
     mem_segment *seg;
     uint32_t tail;    /* offset of the run after the header; 0: none left */
     uint8_t cls, kind, index;
+    uint8_t full;     /* every slot is live: on no list */
 };
 
 _Static_assert(sizeof(mem_span) <= SPAN_HDR, "span header fits its line");
@@ -399,6 +402,7 @@ static mem_span *span_init(mem_segment *seg, unsigned i, unsigned kind,
     sp->seg = seg;
     sp->free = NULL;
     sp->used = 0;
+    sp->full = 0;
     span_geom g = span_geometry(sp);
     run_start(sp, base, base + g.lo * sp->block);
     sp->tail = g.hi < g.n ? (uint32_t)(g.hi * sp->block) : 0;
@@ -592,6 +596,7 @@ static rc_noinline void *large_alloc(mem_heap *mh, size_t size,
     if (lg == NULL)
         return NULL;
     lg->size = size;
+    mh->large_bytes += size;
     lg->kind = kind;
     lg->prev = NULL;
     lg->next = mh->large;
@@ -616,6 +621,7 @@ static rc_noinline void large_free(mem_heap *mh, void *block) {
     if (lg->next)
         lg->next->prev = lg->prev;
     mh->large_count--;
+    mh->large_bytes -= lg->size;
     size_t pad = lg->pad & (MEM_ALIGN - 1);
     sys_give_back((char *)lg - pad, large_raw_size(lg), pad + sizeof(mem_large));
 }
@@ -646,11 +652,11 @@ static rc_noinline void *pool_take(mem_heap *mh, size_t size, unsigned kind) {
             sp->bump += sp->block;
         } else {
             partial_remove(mh, sp);
-            sp->used += SPAN_FULL;
+            sp->full = 1;
+            sp->used = 1; /* its next free relists it (free_slow) */
             continue;
         }
         sp->used++;
-        mh->pooled_live_bytes += size;
         asan_unpoison(b, size);
         return b;
     }
@@ -694,7 +700,6 @@ static inline void *pool_pop(mem_heap *mh, size_t size, unsigned kind) {
         return NULL;
     }
     sp->used++;
-    mh->pooled_live_bytes += size;
     asan_unpoison(b, size);
     return b;
 }
@@ -712,46 +717,48 @@ void *mem_alloc(mem_heap *mh, size_t size, unsigned kind) {
     return alloc_slow(mh, size, kind);
 }
 
-/* The span's count went to 0 or it was full: list it again, or give it
- * back to its segment once empty (unless it is its class's only span). */
+/* The span was full, or is now empty: list it again with its true count
+ * (every slot but the one just freed), or give it back to its segment
+ * (unless it is its class's only span). */
 static rc_noinline void free_slow(mem_heap *mh, mem_span *sp) {
-    if (sp->used < 0) {
-        sp->used -= SPAN_FULL;
+    if (sp->full) {
+        span_geom g = span_geometry(sp);
+        sp->full = 0;
+        sp->used = (int32_t)(g.n - (g.hi - g.lo)) - 1;
         partial_push(mh, sp);
     }
     if (sp->used == 0 && (sp->prev || sp->next))
         span_release(mh, sp);
 }
 
-static inline void free_account(mem_heap *mh, mem_span *sp, size_t size) {
-    mh->pooled_live_bytes -= size;
-    if (unlikely(--sp->used <= 0))
+static inline void free_account(mem_heap *mh, mem_span *sp) {
+    if (unlikely(--sp->used == 0))
         free_slow(mh, sp);
 }
 
-static rc_noinline void free_tracked(mem_heap *mh, void *block, size_t size) {
+static rc_noinline void free_tracked(mem_heap *mh, void *block) {
     mem_span *sp = span_of(block);
     vg_unblock((char *)block + vg_offset(sp->kind));
     vg_undefined(block, sizeof(void *));
     *(void **)block = sp->free;
     sp->free = block;
     vg_noaccess(block, sp->block);
-    free_account(mh, sp, size);
+    free_account(mh, sp);
 }
 
 static rc_noinline void free_other(mem_heap *mh, void *block, size_t size) {
     if (size > MEM_SMALL_MAX)
         large_free(mh, block);
     else
-        free_tracked(mh, block, size);
+        free_tracked(mh, block);
 }
 
-void mem_free_pooled(mem_heap *mh, void *block, size_t size) {
+void mem_free_pooled(mem_heap *mh, void *block) {
     mem_span *sp = span_of(block);
     *(void **)block = sp->free;
     sp->free = block;
     asan_poison(block, sp->block);
-    free_account(mh, sp, size);
+    free_account(mh, sp);
 }
 
 void mem_free(mem_heap *mh, void *block, size_t size) {
@@ -759,7 +766,7 @@ void mem_free(mem_heap *mh, void *block, size_t size) {
         free_other(mh, block, size);
         return;
     }
-    mem_free_pooled(mh, block, size);
+    mem_free_pooled(mh, block);
 }
 
 /* ------------------------------------------------------- heap walks */
@@ -815,15 +822,15 @@ void mem_foreach(mem_heap *mh, mem_visit_fn fn, void *ctx) {
 
 /* F: segment bytes not holding a live block (free slots, class rounding,
  * span headers and the slots they cover, span tails, idle spans, alignment
- * slack) plus the large blocks' link prefixes. */
-uint64_t mem_fragmented(const mem_heap *mh) {
+ * slack) plus the large blocks' link prefixes. `live` is the bytes of all
+ * live blocks, pooled and large. (While a pass frees a garbage set its
+ * owner counts the set's bytes at the end, so a finalizer or dispose
+ * asking in between may see too many live bytes: F then stops at 0.) */
+uint64_t mem_fragmented(const mem_heap *mh, uint64_t live) {
     uint64_t segments = (mh->span_bytes + mh->free_span_bytes) / SEG_SPAN_BYTES;
-    return segments * SEGMENT_RAW - mh->pooled_live_bytes +
-           mh->large_count * sizeof(mem_large);
-}
-
-bool mem_is_empty(const mem_heap *mh) {
-    return mh->pooled_live_bytes == 0 && mh->large == NULL;
+    uint64_t held = segments * SEGMENT_RAW + mh->large_bytes +
+                    mh->large_count * sizeof(mem_large);
+    return held > live ? held - live : 0;
 }
 
 /* Returns every segment to the system; only valid once the heap is empty. */

@@ -115,7 +115,9 @@ void *rc_alloc(const rc_type *type) {
             rc__header *h = hdr_of_block(block, MEM_PLAIN);
             uint32_t acyclic = type_is_acyclic(type) ? F_ACYCLIC : 0;
             h->rc = 1;
-            uint32_t plain = !RCGC_DEBUG && type_is_plain(type) ? F_PLAIN : 0;
+            uint32_t plain = !RCGC_DEBUG && type_is_plain(type)
+                                 ? F_PLAIN | (uint32_t)size << PLAIN_SIZE_SHIFT
+                                 : 0;
             h->gc = C_BLACK | acyclic | plain;
             h->type = type;
             st->live_cyclic += !acyclic;
@@ -172,11 +174,13 @@ static rc_noinline void release_zero_slow(rc_state *st, rc__header *h,
 /* The common death, with the fewest instructions: a program freeing many
  * objects in random order waits on a cache miss for each count, and the
  * shorter this path, the more of those misses overlap. */
+_Static_assert(((uint64_t)MEM_SMALL_MAX << PLAIN_SIZE_SHIFT) <= UINT32_MAX,
+               "a plain object's size fits its gc word");
 static inline void plain_free(rc_state *st, rc__header *h) {
-    size_t size = sizeof(rc__header) + h->type->size;
+    size_t size = h->gc >> PLAIN_SIZE_SHIFT;
     st->stats.objects_freed++;
     st->stats.bytes_freed += size;
-    mem_free_pooled(&st->heap, (char *)h - block_prefix(MEM_PLAIN), size);
+    mem_free_pooled(&st->heap, (char *)h - block_prefix(MEM_PLAIN));
 }
 #endif
 

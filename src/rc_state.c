@@ -66,7 +66,7 @@ void rc_thread_exit(void) {
     if (key_ok)
         pthread_setspecific(st_key, NULL);
     rc_tls_state = NULL;
-    if (mem_is_empty(&st->heap)) {
+    if (st_block_bytes(st) == 0) {
         mem_release_all(&st->heap);
         mem_sys_free(st, sizeof *st);
         return;
@@ -88,7 +88,7 @@ void rc_stats_get(rc_stats *out) {
     *out = st->stats;
     out->objects_live = out->objects_allocated - out->objects_freed;
     out->bytes_live = out->bytes_allocated - out->bytes_freed;
-    out->bytes_fragmented = mem_fragmented(&st->heap);
+    out->bytes_fragmented = mem_fragmented(&st->heap, st_block_bytes(st));
 }
 
 size_t rc_live_objects(void) {
