@@ -430,6 +430,31 @@ Test(stats, exact_bytes_for_known_pattern) {
     cr_assert_eq(rc_live_objects(), 0);
 }
 
+/* Hookless objects of every pooled size, each from the allocation fast
+ * path: their death reads the block size they carry in their header, and
+ * R must still match M byte for byte. */
+Test(stats, exact_bytes_for_hookless_objects_of_every_size) {
+    enum { MAX = 2048 };
+    static rc_type types[MAX + 1];
+    static const rc_type first = {"first", 8, NULL, NULL, 0, NULL};
+    rc_release(th_must(rc_alloc(&first), "first")); /* sets the heap up */
+    for (size_t n = 0; n <= MAX; n++) {
+        types[n] = (rc_type){"t", n, NULL, NULL, 0, NULL};
+        rc_stats s0 = th_stats();
+        void *o = th_must(rc_alloc(&types[n]), "object");
+        rc_stats s1 = th_stats();
+        rc_release(o);
+        rc_stats s2 = th_stats();
+        cr_assert_geq(s1.bytes_allocated - s0.bytes_allocated,
+                      sizeof(rc__header) + n);
+        cr_assert_eq(s2.bytes_freed - s1.bytes_freed,
+                     s1.bytes_allocated - s0.bytes_allocated,
+                     "payload of %zu bytes", n);
+        cr_assert_eq(s2.bytes_live, s0.bytes_live, "payload of %zu bytes", n);
+        cr_assert_eq(s2.objects_live, s0.objects_live);
+    }
+}
+
 Test(stats, per_object_overhead_at_most_16_bytes) {
 #if RCGC_DEBUG
     cr_skip_test("debug builds add an allocation-site prefix");
