@@ -262,8 +262,8 @@ RCGC_API void rc_thread_exit(void);
 /* The header stands right before the payload (16 bytes on 64-bit):
  *   rc   strong count; wraps into the immortal state, never to 0 by overflow
  *   gc   bits 0-7 flags and colour (RC__F_*), bits 8-31 root-buffer slot
- *        (of a buffered object; otherwise zero but for a flag of the
- *        runtime's in bit 8)
+ *        (of a buffered object; otherwise zero, but for a flag of the
+ *        runtime's in bit 8 and, with it, the block size in bits 9-31)
  *   type the descriptor */
 typedef struct rc__header {
     uint32_t rc;

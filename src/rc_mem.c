@@ -11,9 +11,9 @@
  * compete for the same cache sets; the slots overlapping it are never used.
  *
  * Invariants:
- *   - a span is on partial[kind][cls]  <=>  it is not `full`; a listed span
- *     may turn out to be full only when an allocation finds it so (it is
- *     then unlisted);
+ *   - a span in use is on partial[kind][cls]  <=>  it is not `full`; a
+ *     listed span may turn out to be full only when an allocation finds it
+ *     so (it is then unlisted);
  *   - `used` counts the span's live blocks, plus SPAN_ALONE when it is the
  *     only span on its list; a full span holds 1 instead (its live count
  *     is its capacity). So the free path takes its slow branch only when
@@ -823,9 +823,9 @@ void mem_foreach(mem_heap *mh, mem_visit_fn fn, void *ctx) {
 /* F: segment bytes not holding a live block (free slots, class rounding,
  * span headers and the slots they cover, span tails, idle spans, alignment
  * slack) plus the large blocks' link prefixes. `live` is the bytes of all
- * live blocks, pooled and large. (While a pass frees a garbage set its
- * owner counts the set's bytes at the end, so a finalizer or dispose
- * asking in between may see too many live bytes: F then stops at 0.) */
+ * live blocks, pooled and large. (A pass counts the bytes of a garbage set
+ * once the whole set is reclaimed, so a dispose hook asking meanwhile gets
+ * an F short by the bytes reclaimed so far, and never below 0.) */
 uint64_t mem_fragmented(const mem_heap *mh, uint64_t live) {
     uint64_t segments = (mh->span_bytes + mh->free_span_bytes) / SEG_SPAN_BYTES;
     uint64_t held = segments * SEGMENT_RAW + mh->large_bytes +
