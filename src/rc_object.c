@@ -176,6 +176,9 @@ static rc_noinline void release_zero_slow(rc_state *st, rc__header *h,
  * shorter this path, the more of those misses overlap. */
 _Static_assert(((uint64_t)MEM_SMALL_MAX << PLAIN_SIZE_SHIFT) <= UINT32_MAX,
                "a plain object's size fits its gc word");
+static inline bool is_plain(const rc__header *h) {
+    return (h->gc & (F_PLAIN | F_PLAIN_BUSY)) == F_PLAIN;
+}
 static inline void plain_free(rc_state *st, rc__header *h) {
     size_t size = h->gc >> PLAIN_SIZE_SHIFT;
     st->stats.objects_freed++;
@@ -187,7 +190,7 @@ static inline void plain_free(rc_state *st, rc__header *h) {
 void rc__release_zero(rc__header *h) {
     rc_state *st = rc_tls_state;
 #if !RCGC_DEBUG
-    if (likely((h->gc & (F_PLAIN | F_PLAIN_BUSY)) == F_PLAIN)) {
+    if (likely(is_plain(h))) {
         plain_free(st, h);
         return;
     }
@@ -281,7 +284,7 @@ void obj_release_child(rc_state *st, rc__header *c) {
 /* A child whose count reached zero and that is plain or needs more than
  * joining the pending list. */
 static rc_noinline void release_child_slow(rc_state *st, rc__header *c) {
-    if ((c->gc & (F_PLAIN | F_PLAIN_BUSY)) == F_PLAIN) {
+    if (is_plain(c)) {
         plain_free(st, c);
         return;
     }
