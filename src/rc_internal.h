@@ -47,6 +47,14 @@
 #define rc_assert_expensive(c) ((void)0)
 #endif
 
+#if defined(__SANITIZE_ADDRESS__)
+#define RC_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define RC_ASAN 1
+#endif
+#endif
+
 /* ---------------------------------------------------------- header bits */
 
 /* Bits 0-2 are the ones a dying object keeps in its pending link (see
@@ -181,9 +189,10 @@ void *mem_sys_alloc(size_t size);
 void mem_prefault(void *p, size_t n);
 void mem_sys_free(void *p, size_t size);
 void *mem_alloc(mem_heap *mh, size_t size, unsigned kind);
-/* A plain block from a span with a slot at hand, or NULL: never takes a
- * slow path, so a caller's fast path needs no stack frame. */
-void *mem_alloc_quick(mem_heap *mh, size_t size);
+/* The block of a plain object of `payload` bytes (any size_t) from a span
+ * with a slot at hand, or NULL: never takes a slow path, so a caller's fast
+ * path needs no stack frame. */
+void *mem_alloc_quick(mem_heap *mh, size_t payload);
 void mem_free(mem_heap *mh, void *block, size_t size);
 /* mem_free of a block known to be pooled (from mem_alloc_quick). */
 void mem_free_pooled(mem_heap *mh, void *block);

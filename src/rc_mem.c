@@ -46,14 +46,7 @@
 
 /* ------------------------------------------------------- sanitizers */
 
-#if defined(__SANITIZE_ADDRESS__)
-#define MEM_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define MEM_ASAN 1
-#endif
-#endif
-#ifdef MEM_ASAN
+#ifdef RC_ASAN
 #include <sanitizer/asan_interface.h>
 #define asan_poison(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
 #define asan_unpoison(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
@@ -71,6 +64,11 @@
 #endif
 #endif
 
+/* mem_alloc_quick serves payloads of plain objects: a block is the payload
+ * and what precedes it. */
+#define QUICK_FIXED (DBG_PREFIX + sizeof(rc__header))
+#define QUICK_END (MEM_SMALL_MAX - QUICK_FIXED + 1)
+
 #ifdef MEM_VALGRIND
 /* Set once per process: the client requests cost a dozen instructions
  * each, so the fast paths skip them all unless Memcheck runs (it is the
@@ -82,11 +80,14 @@ static pthread_once_t mem_vg_once = PTHREAD_ONCE_INIT;
 static void vg_keep_quarantine(void);
 #endif
 static _Atomic size_t mem_fast_max = MEM_SMALL_MAX;
+static _Atomic size_t mem_quick_end = QUICK_END;
 static void mem_vg_init(void) {
     static char probe;
     mem_vg = RUNNING_ON_VALGRIND && VALGRIND_MAKE_MEM_DEFINED(&probe, 1) != 0;
-    if (mem_vg)
+    if (mem_vg) {
         atomic_store_explicit(&mem_fast_max, 0, memory_order_relaxed);
+        atomic_store_explicit(&mem_quick_end, 0, memory_order_relaxed);
+    }
 #if RCGC_DEBUG
     if (mem_vg)
         atexit(vg_keep_quarantine);
@@ -99,6 +100,11 @@ static void mem_init(void) { pthread_once(&mem_vg_once, mem_vg_init); }
 static inline size_t fast_max(void) {
     return atomic_load_explicit(&mem_fast_max, memory_order_relaxed);
 }
+/* The same bound for mem_alloc_quick's payloads, as one past the largest:
+ * 0 rejects every payload, even an empty one. */
+static inline size_t quick_end(void) {
+    return atomic_load_explicit(&mem_quick_end, memory_order_relaxed);
+}
 #define vg_on() unlikely(mem_vg)
 #define vg_block(p, n) VALGRIND_MALLOCLIKE_BLOCK((p), (n), 0, 0)
 #define vg_unblock(p) VALGRIND_FREELIKE_BLOCK((p), 0)
@@ -108,6 +114,7 @@ static inline size_t fast_max(void) {
 #else
 static void mem_init(void) {}
 static inline size_t fast_max(void) { return MEM_SMALL_MAX; }
+static inline size_t quick_end(void) { return QUICK_END; }
 #define vg_on() 0
 #define vg_block(p, n) ((void)0)
 #define vg_unblock(p) ((void)0)
@@ -704,10 +711,10 @@ static inline void *pool_pop(mem_heap *mh, size_t size, unsigned kind) {
     return b;
 }
 
-void *mem_alloc_quick(mem_heap *mh, size_t size) {
-    if (unlikely(size > fast_max()))
+void *mem_alloc_quick(mem_heap *mh, size_t payload) {
+    if (unlikely(payload >= quick_end()))
         return NULL;
-    return pool_pop(mh, size, MEM_PLAIN);
+    return pool_pop(mh, payload + QUICK_FIXED, MEM_PLAIN);
 }
 
 void *mem_alloc(mem_heap *mh, size_t size, unsigned kind) {
@@ -753,7 +760,10 @@ static rc_noinline void free_other(mem_heap *mh, void *block, size_t size) {
         free_tracked(mh, block);
 }
 
-void mem_free_pooled(mem_heap *mh, void *block) {
+/* Both frees are inlined into the object paths (LTO): a call would cost
+ * as much as the free itself. */
+__attribute__((always_inline)) inline void mem_free_pooled(mem_heap *mh,
+                                                           void *block) {
     mem_span *sp = span_of(block);
     *(void **)block = sp->free;
     sp->free = block;
@@ -761,7 +771,8 @@ void mem_free_pooled(mem_heap *mh, void *block) {
     free_account(mh, sp);
 }
 
-void mem_free(mem_heap *mh, void *block, size_t size) {
+__attribute__((always_inline)) inline void mem_free(mem_heap *mh, void *block,
+                                                    size_t size) {
     if (unlikely(size > fast_max())) {
         free_other(mh, block, size);
         return;

@@ -24,20 +24,25 @@ static size_t block_bytes(size_t payload, unsigned kind) {
     return payload > SIZE_MAX - fixed ? 0 : payload + fixed;
 }
 
-/* Common small payloads get a constant-size memset, which the compiler
- * writes inline; exactly the payload's bytes, as the sanitizers expect. */
+/* Zeroes a new payload. Up to 64 bytes, two stores of a fixed width that
+ * overlap in the middle cover any size in their range: exactly the
+ * payload's bytes, as the sanitizers expect, with one test per range and
+ * no call. */
 static inline void *zero_payload(void *p, size_t n) {
-    switch (n) {
-    case 8: return memset(p, 0, 8);
-    case 16: return memset(p, 0, 16);
-    case 24: return memset(p, 0, 24);
-    case 32: return memset(p, 0, 32);
-    case 40: return memset(p, 0, 40);
-    case 48: return memset(p, 0, 48);
-    case 56: return memset(p, 0, 56);
-    case 64: return memset(p, 0, 64);
-    default: return memset(p, 0, n);
+    char *c = p;
+    if (n - 8 <= 8) { /* 8..16 */
+        memset(c, 0, 8);
+        memset(c + n - 8, 0, 8);
+    } else if (n - 17 <= 15) { /* 17..32 */
+        memset(c, 0, 16);
+        memset(c + n - 16, 0, 16);
+    } else if (n - 33 <= 31) { /* 33..64 */
+        memset(c, 0, 32);
+        memset(c + n - 32, 0, 32);
+    } else {
+        return memset(c, 0, n); /* a tail call */
     }
+    return p;
 }
 
 /* A new object's debug record (debug builds; nothing otherwise). */
@@ -103,24 +108,27 @@ static rc_noinline void *alloc_slow(const rc_type *type) {
 #undef rc_alloc
 #undef rc_alloc_extra
 /* The common case, a small object of a thread whose heap has a slot at
- * hand, calls nothing but memset (as a tail call, for odd or larger
- * payloads), so it needs no stack frame. */
+ * hand, calls nothing but memset (as a tail call, for payloads of more
+ * than 64 bytes), so it needs no stack frame. */
 void *rc_alloc(const rc_type *type) {
+    _Static_assert(F_ACYCLIC == RC_TYPE_ACYCLIC, "the flag is copied as is");
     rc_state *st = rc_tls_state;
-    if (likely(st != NULL) && likely(type != NULL) &&
-        likely(type->size <= MEM_SMALL_MAX)) {
-        size_t size = DBG_PREFIX + sizeof(rc__header) + type->size;
-        void *block = mem_alloc_quick(&st->heap, size);
+    if (likely(st != NULL) && likely(type != NULL)) {
+        void *block = mem_alloc_quick(&st->heap, type->size);
         if (likely(block != NULL)) {
             rc__header *h = hdr_of_block(block, MEM_PLAIN);
-            uint32_t acyclic = type_is_acyclic(type) ? F_ACYCLIC : 0;
+            size_t size = DBG_PREFIX + sizeof *h + type->size;
+            /* type_is_acyclic(), with a branch only for the rare case */
+            uint32_t gc = C_BLACK | (type->flags & RC_TYPE_ACYCLIC);
+            if (unlikely(type->trace == NULL)) {
+                gc = C_BLACK | F_ACYCLIC;
+                if (!RCGC_DEBUG && type_is_plain(type))
+                    gc |= F_PLAIN | (uint32_t)size << PLAIN_SIZE_SHIFT;
+            }
             h->rc = 1;
-            uint32_t plain = !RCGC_DEBUG && type_is_plain(type)
-                                 ? F_PLAIN | (uint32_t)size << PLAIN_SIZE_SHIFT
-                                 : 0;
-            h->gc = C_BLACK | acyclic | plain;
+            h->gc = gc;
             h->type = type;
-            st->live_cyclic += !acyclic;
+            st->live_cyclic += ~gc & F_ACYCLIC;
             st->stats.objects_allocated++;
             st->stats.bytes_allocated += size;
             obj_debug_init(st, h, NULL, 0);
@@ -377,8 +385,7 @@ static inline size_t obj_free(rc_state *st, rc__header *h, const rc_type *t,
                               uint32_t flags) {
     size_t size;
     void *block = obj_block(h, t, flags, &size);
-    if (!(flags & F_ACYCLIC))
-        st->live_cyclic--;
+    st->live_cyclic -= ~flags & F_ACYCLIC;
     st->stats.objects_freed++;
     st->stats.bytes_freed += size;
     obj_give_back(st, h, flags, block, size);
