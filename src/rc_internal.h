@@ -30,6 +30,15 @@
 #define rc_noinline __attribute__((noinline))
 #define rc_cold __attribute__((cold, noinline))
 #define rc_noreturn __attribute__((noreturn))
+/* An external function that link-time optimisation inlines into callers in
+ * other files. GCC wants `inline` with the attribute (the header's plain
+ * declaration keeps the definition external, C11 6.7.4p7); clang, which
+ * warns about such a definition using static functions, gets neither. */
+#if defined(__clang__)
+#define rc_lto_inline
+#else
+#define rc_lto_inline inline __attribute__((always_inline))
+#endif
 
 /* Graded checks: rc_assert for API misuse and rc_assert_internal for our
  * own invariants (both on with RCGC_DEBUG); rc_assert_expensive for whole

@@ -762,8 +762,7 @@ static rc_noinline void free_other(mem_heap *mh, void *block, size_t size) {
 
 /* Both frees are inlined into the object paths (LTO): a call would cost
  * as much as the free itself. */
-__attribute__((always_inline)) inline void mem_free_pooled(mem_heap *mh,
-                                                           void *block) {
+rc_lto_inline void mem_free_pooled(mem_heap *mh, void *block) {
     mem_span *sp = span_of(block);
     *(void **)block = sp->free;
     sp->free = block;
@@ -771,8 +770,7 @@ __attribute__((always_inline)) inline void mem_free_pooled(mem_heap *mh,
     free_account(mh, sp);
 }
 
-__attribute__((always_inline)) inline void mem_free(mem_heap *mh, void *block,
-                                                    size_t size) {
+rc_lto_inline void mem_free(mem_heap *mh, void *block, size_t size) {
     if (unlikely(size > fast_max())) {
         free_other(mh, block, size);
         return;
