@@ -56,14 +56,6 @@
 #define rc_assert_expensive(c) ((void)0)
 #endif
 
-#if defined(__SANITIZE_ADDRESS__)
-#define RC_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define RC_ASAN 1
-#endif
-#endif
-
 /* ---------------------------------------------------------- header bits */
 
 /* Bits 0-2 are the ones a dying object keeps in its pending link (see

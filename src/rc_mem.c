@@ -46,7 +46,14 @@
 
 /* ------------------------------------------------------- sanitizers */
 
-#ifdef RC_ASAN
+#if defined(__SANITIZE_ADDRESS__)
+#define MEM_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MEM_ASAN 1
+#endif
+#endif
+#ifdef MEM_ASAN
 #include <sanitizer/asan_interface.h>
 #define asan_poison(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
 #define asan_unpoison(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
