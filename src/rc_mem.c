@@ -767,8 +767,8 @@ static rc_noinline void free_other(mem_heap *mh, void *block, size_t size) {
         free_tracked(mh, block);
 }
 
-/* Both frees are inlined into the object paths (LTO): a call would cost
- * as much as the free itself. */
+/* Both frees are inlined into the object paths (by GCC's link-time
+ * optimisation): a call would cost as much as the free itself. */
 rc_lto_inline void mem_free_pooled(mem_heap *mh, void *block) {
     mem_span *sp = span_of(block);
     *(void **)block = sp->free;
