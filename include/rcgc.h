@@ -218,7 +218,9 @@ RCGC_API size_t rc_live_objects(void);
 
 /**
  * Prints the calling thread's live objects grouped by type (count, bytes),
- * and in debug builds by allocation site, largest first.
+ * and in debug builds by allocation site, largest first. Called from a
+ * finalizer, trace or dispose function (while objects are dying, and their
+ * headers are in use), it prints the count only.
  * @return the number of live objects.
  */
 RCGC_API size_t rc_leak_report(FILE *out);
@@ -226,8 +228,10 @@ RCGC_API size_t rc_leak_report(FILE *out);
 /**
  * Writes the live object graph of the calling thread as Graphviz DOT: one
  * node per object (type, address, count), one edge per traced reference;
- * buffered candidate roots and immortal objects are marked.
- * @return 0, or -1 on a write or allocation error.
+ * buffered candidate roots and immortal objects are marked. Called from a
+ * finalizer, trace or dispose function, it writes an empty graph.
+ * @return 0, or -1 on a write or allocation error, or when called from a
+ *         finalizer, trace or dispose function.
  */
 RCGC_API int rc_dump_dot(FILE *out);
 
@@ -251,8 +255,13 @@ typedef struct rc_allocator {
 RCGC_API int rc_set_allocator(const rc_allocator *a);
 
 /** Runs a final pass for the calling thread, then drops its runtime state.
- *  Objects still alive afterwards stay valid (and are reported as leaks when
- *  `RCGC_LEAK_REPORT` is set). */
+ *  Objects still alive afterwards stay valid for good: they turn immortal
+ *  (rc_refcount() gives SIZE_MAX; retains and releases change nothing that
+ *  matters), weak references to them read NULL from then on, and they are
+ *  reported as leaks when `RCGC_LEAK_REPORT` is set. Also runs when a
+ *  thread other than the main one ends, and for the main thread at exit
+ *  when `RCGC_LEAK_REPORT` is set. The thread may use the runtime again
+ *  afterwards: it then gets a fresh state. */
 RCGC_API void rc_thread_exit(void);
 
 /* ------------------------------------------------------------------------ */

@@ -74,20 +74,23 @@ static bool roots_grow(rc_state *st) {
 }
 
 /* A count dropped to a non-zero value: h may now be the last entry into a
- * garbage cycle. Without memory for the buffer, a pass makes room (h, held
- * meanwhile, cannot be freed by it); if that is impossible the object stays
- * unbuffered, and the next pass takes every object that can be on a cycle
- * as a candidate. The same happens once the buffer holds SLOT_OVERFLOW
- * roots: beyond that, a root leaving the buffer would have to search it. */
+ * garbage cycle. Without memory for the buffer, a pass makes room if
+ * automatic passes are on (h, held meanwhile, cannot be freed by it);
+ * otherwise the object stays unbuffered, and the next pass takes every
+ * object that can be on a cycle as a candidate. The same happens once the
+ * buffer holds SLOT_OVERFLOW roots: beyond that, a root leaving the buffer
+ * would have to search it. */
 void gc_buffer(rc_state *st, rc__header *h) {
     if (unlikely(st->nroots >= SLOT_OVERFLOW)) {
         st->roots_lost = true;
         goto policy;
     }
     if (unlikely(st->nroots == st->roots_cap) && !roots_grow(st)) {
-        h->rc++;
-        gc_maybe_collect(st);
-        h->rc--;
+        if (st->threshold != 0) {
+            h->rc++;
+            gc_maybe_collect(st);
+            h->rc--;
+        }
         if (st->nroots == st->roots_cap) {
             st->roots_lost = true;
             return;
@@ -446,6 +449,16 @@ static void visit_free(void *child, void *ctx) {
     obj_release_child(p->st, c);
 }
 
+/* A member of a garbage set that stays alive (resurrected, or kept for
+ * want of memory) is an ordinary object again, and a candidate root: what
+ * keeps it alive may be a cycle back to it that nothing outside reaches,
+ * found by the next pass (rc_collect runs one while finalizers ran). */
+static void gc_revive(rc_state *st, rc__header *h) {
+    set_colour(h, C_BLACK);
+    if (!(h->gc & F_NOBUFFER))
+        gc_buffer(st, h);
+}
+
 /* Runs the finalizers of the set in `work[0..n)` with every member intact,
  * then finds which members they resurrected. Returns false if it could not
  * tell (no memory): then every member stays alive. */
@@ -471,7 +484,7 @@ static bool gc_finalize_set(gc_pass *p, size_t n) {
         for (size_t i = 0; i < n; i++) {
             rc__header *h = (rc__header *)set[i];
             h->rc--;
-            set_colour(h, C_BLACK);
+            gc_revive(st, h);
         }
         return false;
     }
@@ -558,7 +571,7 @@ static size_t gc_free_set(gc_pass *p, const gc_set *s) {
     for (size_t i = 0; i < n; i++) {
         rc__header *h = (rc__header *)set[i];
         if (colour_of(h) != C_GRAY) {
-            set_colour(h, C_BLACK); /* resurrected: an ordinary object */
+            gc_revive(st, h);
             continue;
         }
         bytes += gc_reclaim_member(st, h);

@@ -131,7 +131,8 @@ typedef struct obj_debug {
     const char *file;       /* allocation site */
     int line;
     uint32_t state;         /* DBG_LIVE, DBG_DYING, DBG_FREED */
-    struct rc_state *owner; /* the thread's runtime */
+    struct rc_state *owner; /* the thread's runtime; NULL once it ended
+                               with the object alive (immortal then) */
     struct obj_debug *qnext; /* quarantine link */
 } obj_debug;
 #define DBG_LIVE 0x4c495645u

@@ -501,7 +501,38 @@ static void spare_free(mem_heap *mh) {
     seg_free(mh, seg);
 }
 
+/* Gives an empty span back to its segment. */
+static void span_idle(mem_heap *mh, mem_span *sp) {
+    mem_segment *seg = sp->seg;
+    bool was_full = seg->idle == 0;
+    partial_remove(mh, sp);
+    seg->idle |= 1u << sp->index;
+    seg->nused--;
+    mh->span_bytes -= MEM_SPAN_SIZE;
+    mh->free_span_bytes += MEM_SPAN_SIZE;
+    char *base = span_base(sp);
+    asan_poison(base, MEM_SPAN_SIZE);
+    if (vg_on())
+        vg_noaccess(base, MEM_SPAN_SIZE);
+    if (seg->nused == 0) {
+        seg_unlink(mh, seg);
+        seg->next = mh->spare;
+        mh->spare = seg;
+    } else if (was_full) {
+        seg_unlink(mh, seg);
+        seg_insert_head(mh, seg);
+    }
+}
+
+/* The empty spans that frees keep (each the only one of its class) go
+ * back to their segments too: otherwise one per class can pin a segment. */
 void mem_trim(mem_heap *mh) {
+    for (unsigned kind = 0; kind < MEM_KINDS; kind++)
+        for (unsigned cls = 0; cls < MEM_CLASSES; cls++) {
+            mem_span *sp = mh->partial[kind][cls];
+            if (sp != NULL && sp->next == NULL && sp->used == SPAN_ALONE)
+                span_idle(mh, sp);
+        }
     while (seg_excess(mh))
         spare_free(mh);
     mh->excess_since = 0;
@@ -530,25 +561,7 @@ static void seg_trim_later(mem_heap *mh) {
 }
 
 static void span_release(mem_heap *mh, mem_span *sp) {
-    mem_segment *seg = sp->seg;
-    bool was_full = seg->idle == 0;
-    partial_remove(mh, sp);
-    seg->idle |= 1u << sp->index;
-    seg->nused--;
-    mh->span_bytes -= MEM_SPAN_SIZE;
-    mh->free_span_bytes += MEM_SPAN_SIZE;
-    char *base = span_base(sp);
-    asan_poison(base, MEM_SPAN_SIZE);
-    if (vg_on())
-        vg_noaccess(base, MEM_SPAN_SIZE);
-    if (seg->nused == 0) {
-        seg_unlink(mh, seg);
-        seg->next = mh->spare;
-        mh->spare = seg;
-    } else if (was_full) {
-        seg_unlink(mh, seg);
-        seg_insert_head(mh, seg);
-    }
+    span_idle(mh, sp);
     seg_trim_later(mh);
 }
 

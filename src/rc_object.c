@@ -149,19 +149,11 @@ static inline size_t obj_free(rc_state *st, rc__header *h, const rc_type *t,
 /* Flags that send even a leaf without hooks the long way when it dies. */
 #define F_PLAIN_BUSY (F_BUFFERED | F_IMMORTAL | F_WEAK)
 
-/* Everything but a plain leaf: dispose-only leaves, immortals, objects to
- * detach or finalize, objects with children. */
-static rc_noinline void release_zero_slow(rc_state *st, rc__header *h,
-                                          const rc_type *t) {
-    if (!(h->gc & F_PLAIN_BUSY) && t->trace == NULL && t->finalize == NULL &&
-        !st->freeing) {
-#if RCGC_DEBUG
-        dbg_of(h)->state = DBG_DYING;
-#endif
-        t->dispose(payload_of(h)); /* user code: not inside a cascade */
-        obj_free(st, h, t, h->gc);
-        return;
-    }
+/* Everything but a plain leaf: immortals, objects with hooks to run,
+ * objects to detach, objects with children. They die through the pending
+ * list, whose drain marks the thread busy while user code runs (a nested
+ * rc_collect() then does nothing). */
+static rc_noinline void release_zero_slow(rc_state *st, rc__header *h) {
     if (unlikely(h->gc & F_IMMORTAL)) {
         h->rc = RC_IMMORTAL_COUNT; /* sticky: drifted down, never freed */
         return;
@@ -215,7 +207,7 @@ void rc__release_zero(rc__header *h) {
         obj_free(st, h, t, h->gc);
         return;
     }
-    release_zero_slow(st, h, t);
+    release_zero_slow(st, h);
 }
 
 void rc__buffer(rc__header *h) { gc_buffer(rc_tls_state, h); }
@@ -338,7 +330,13 @@ static bool obj_finalize(rc_state *st, rc__header *h) {
     h->type->finalize(payload_of(h));
     st->finalizing = NULL;
     if (h->rc != 1) {
-        h->rc--; /* stored somewhere: alive again, never finalized again */
+        /* Stored somewhere: alive again, never finalized again. Taking
+         * the lent count back is a decrement to non-zero like any other:
+         * the new reference may be the object's own, or on a cycle back
+         * to it, and nothing else would ever make it a candidate root. */
+        h->rc--;
+        if (!(h->gc & F_NOBUFFER))
+            gc_buffer(st, h);
         return true;
     }
     h->rc = 0;
@@ -437,7 +435,7 @@ static void check_live(const char *op, void *obj) {
         dbg_die(op, obj, "object already freed");
     if (d->state != DBG_LIVE || (h->rc == 0 && !(h->gc & F_IMMORTAL)))
         dbg_die(op, obj, "count underflow (object is dying)");
-    if (d->owner != rc_tls_state)
+    if (d->owner != rc_tls_state && d->owner != NULL) /* NULL: orphaned */
         dbg_die(op, obj, "object belongs to another thread");
 }
 #endif

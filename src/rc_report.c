@@ -35,12 +35,17 @@ static void live_block(void *block, unsigned kind, void *ctx) {
 }
 
 /* Calls fn on every live object of the thread. Not inside a pass or a
- * release cascade, where dying objects' headers hold links. */
+ * release cascade, where dying objects' headers hold links. fn may call
+ * user code (a type's trace): the walk marks the thread busy freeing, so a
+ * nested rc_collect() does nothing and no object is freed before the walk
+ * is over. */
 static bool live_foreach(rc_state *st, obj_visit_fn fn, void *ctx) {
     if (st->in_pass || st->freeing)
         return false;
     live_walk lw = {fn, ctx};
+    st->freeing = true;
     mem_foreach(&st->heap, live_block, &lw);
+    obj_drain(st); /* clears the flag */
     return true;
 }
 

@@ -4,7 +4,8 @@
  * reference, collection). It ends with rc_thread_exit(), or when the thread
  * exits (a pthread key destructor does the same work). A state whose thread
  * ends with objects still alive is kept on a process-wide orphan list: those
- * objects' memory stays valid and reachable, and nothing is reused.
+ * objects turn immortal, their memory stays valid and reachable, and
+ * nothing is reused.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -43,6 +44,20 @@ rc_state *st_create(void) {
     return st;
 }
 
+/* A survivor of its thread's runtime turns immortal: its memory stays
+ * valid for good, and a retain or release the program still makes (after
+ * rc_thread_exit, or from a destructor running at process exit) touches
+ * its count and nothing else, least of all the runtime it came from. */
+static void st_orphan_object(void *block, unsigned kind, void *ctx) {
+    (void)ctx;
+    rc__header *h = hdr_of_block(block, kind);
+    h->rc = RC_IMMORTAL_COUNT;
+    h->gc |= F_IMMORTAL;
+#if RCGC_DEBUG
+    dbg_of(h)->owner = NULL; /* no thread's now */
+#endif
+}
+
 static void st_free(rc_state *st) {
     mem_sys_free(st->roots, st->roots_cap * sizeof *st->roots);
     mem_sys_free(st->work, st->work_cap * sizeof *st->work);
@@ -71,6 +86,7 @@ void rc_thread_exit(void) {
         mem_sys_free(st, sizeof *st);
         return;
     }
+    mem_foreach(&st->heap, st_orphan_object, NULL);
     pthread_mutex_lock(&orphan_lock);
     st->next_orphan = orphans;
     orphans = st;

@@ -86,7 +86,7 @@ static void wk_check_target(rc_state *st, void *obj) {
         dbg_die("rc_weak_new", obj, "object already freed");
     if (d->state != DBG_LIVE)
         dbg_die("rc_weak_new", obj, "object is dying (count reached zero)");
-    if (d->owner != st)
+    if (d->owner != st && d->owner != NULL) /* NULL: orphaned */
         dbg_die("rc_weak_new", obj, "object belongs to another thread");
 }
 #endif

@@ -285,6 +285,35 @@ Test(spans, emptied_spans_and_segments_are_returned, .timeout = 60) {
     TH_ASSERT_NO_LEAKS();
 }
 
+/* Emptied spans that are the only ones of their class stay listed for
+ * reuse, but not across rc_collect(): eight classes, a segment each, all
+ * released, leave no more segments than a heap with one class would. */
+Test(spans, lone_empty_spans_of_many_classes_go_back_on_collect,
+     .timeout = 60) {
+    enum { K = 8 };
+    void **objs[K];
+    size_t n[K];
+    for (size_t k = 0; k < K; k++) {
+        size_t block = classes[NCLASSES - K + k]; /* 640 .. 2048 */
+        n[k] = 16 * (SPAN / block - 1);
+        objs[k] = th_must(malloc(n[k] * sizeof *objs[k]), "table");
+        const rc_type *t = type_of_size(block - HDR - DBG);
+        for (size_t i = 0; i < n[k]; i++)
+            objs[k][i] = th_must(rc_alloc(t), "t");
+    }
+    cr_assert_geq(ca.segments, K, "a segment per class at least");
+    for (size_t k = 0; k < K; k++) {
+        for (size_t i = 0; i < n[k]; i++)
+            rc_release(objs[k][i]);
+        free(objs[k]);
+    }
+    settle();
+    rc_collect();
+    cr_assert_leq(ca.segments, 2, "segments left: %" PRIu64, ca.segments);
+    cr_assert_eq(th_stats().bytes_fragmented, frag(ca.segments, 0, 0));
+    TH_ASSERT_NO_LEAKS();
+}
+
 /* A heap that drops half of what it uses and grows back: the idle
  * segments (no more than the ones in use) are kept and reused, so the
  * second growth asks the system for nothing; freeing everything and

@@ -1183,6 +1183,27 @@ Test(finalize, reentrant_collect_from_dispose_returns_zero) {
     TH_ASSERT_NO_LEAKS();
 }
 
+/* A leaf with a dispose hook only: it dies on the counting path without
+ * a pending list of its own making. */
+static void leaf_dispose_collects(void *obj) {
+    collect_inside(obj);
+    th_disposed++;
+}
+
+static const rc_type dispose_leaf_type = {"dispose_leaf", sizeof(tleaf), NULL,
+                                          NULL, 0, leaf_dispose_collects};
+
+Test(finalize, reentrant_collect_from_a_leafs_dispose_returns_zero) {
+    rc_release(th_ring(2));
+    rc_release(th_must(rc_alloc(&dispose_leaf_type), "leaf"));
+    cr_assert_eq(g_ninner, 1);
+    cr_assert_eq(g_inner_ret[0], 0, "the waiting ring was collected inside");
+    cr_assert_eq(th_disposed, 1);
+    cr_assert_eq(rc_live_objects(), 2);
+    cr_assert_eq(rc_collect(), 2);
+    TH_ASSERT_NO_LEAKS();
+}
+
 /* A tnode layout whose trace calls rc_collect() and remembers the largest
  * value it returned. */
 static size_t g_trace_ret_max;
@@ -1212,6 +1233,22 @@ Test(finalize, reentrant_collect_from_trace_returns_zero) {
     cr_assert_eq(rc_live_objects(), 3);
     cr_assert_eq(rc_collect(), 3);
     cr_assert_eq(th_finalized, 16);
+    TH_ASSERT_NO_LEAKS();
+}
+
+Test(finalize, reentrant_collect_from_trace_in_a_graph_dump_returns_zero) {
+    tnode *keep = th_node_of(&tracer_type, 1);
+    for (int i = 0; i < 10; i++)
+        rc_release(th_ring(3));
+    FILE *f = fopen("/dev/null", "w");
+    cr_assert_not_null(f);
+    cr_assert_eq(rc_dump_dot(f), 0);
+    fclose(f);
+    cr_assert_eq(g_trace_calls, 1, "the dump traces the one tracer");
+    cr_assert_eq(g_trace_ret_max, 0, "a pass ran in the middle of the dump");
+    cr_assert_eq(rc_live_objects(), 31);
+    cr_assert_eq(rc_collect(), 30);
+    rc_release(keep);
     TH_ASSERT_NO_LEAKS();
 }
 
@@ -1397,6 +1434,64 @@ Test(resurrect, resurrection_on_the_counting_path) {
     cr_assert_eq(g_nsaved, 1, "never finalized twice");
     cr_assert_eq(th_finalized, 1);
     cr_assert_eq(th_disposed, 1);
+    TH_ASSERT_NO_LEAKS();
+}
+
+/* Finalizers that resurrect their object only through a cycle they make:
+ * afterwards nothing outside reaches it, and one rc_collect() frees it. */
+static void resurrect_into_self_loop(tnode *self) {
+    if (self->kid[1] == NULL)
+        th_link(self, 1, self);
+}
+
+static void resurrect_through_child(tnode *self) {
+    tnode *c = self->kid[0];
+    if (c != NULL && c->kid[1] == NULL)
+        th_link(c, 1, self);
+}
+
+static void resurrect_through_new_object(tnode *self) {
+    if (self->kid[1] == NULL) {
+        tnode *y = th_node_of(&tnode_type, 42);
+        th_link(y, 0, self);
+        self->kid[1] = y; /* transfer: self -> y -> self */
+    }
+}
+
+Test(resurrect, into_a_self_loop_on_the_counting_path_is_collected) {
+    g_on_finalize = resurrect_into_self_loop;
+    rc_release(th_node_of(&hnode_type, 1));
+    cr_assert_eq(th_finalized, 1);
+    cr_assert_eq(rc_live_objects(), 1);
+    cr_assert_eq(rc_collect(), 1, "the self-loop was never a candidate root");
+    cr_assert_eq(th_finalized, 1, "never finalized twice");
+    cr_assert_eq(th_disposed, 1);
+    TH_ASSERT_NO_LEAKS();
+}
+
+Test(resurrect, through_a_child_on_the_counting_path_is_collected) {
+    g_on_finalize = resurrect_through_child;
+    tnode *p = th_node_of(&hnode_type, 1);
+    p->kid[0] = th_node_of(&tnode_type, 2);
+    rc_release(p);
+    cr_assert_eq(rc_live_objects(), 2);
+    cr_assert_eq(rc_collect(), 2);
+    cr_assert_eq(th_finalized, 2, "the hnode once, the tnode once");
+    TH_ASSERT_NO_LEAKS();
+}
+
+Test(resurrect, set_member_revived_into_a_new_cycle_is_collected) {
+    /* ring {a, b}; a's finalizer makes y with a -> y -> a */
+    g_on_finalize = resurrect_through_new_object;
+    tnode *a = th_node_of(&hnode_type, 1);
+    tnode *b = th_node_of(&tnode_type, 2);
+    th_link(a, 0, b);
+    th_link(b, 0, a);
+    rc_release(b);
+    rc_release(a);
+    cr_assert_eq(rc_collect(), 3, "a, b and y are all unreachable");
+    cr_assert_eq(th_finalized, 3, "a once; b and y once each");
+    cr_assert_eq(th_disposed, 3);
     TH_ASSERT_NO_LEAKS();
 }
 

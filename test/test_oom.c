@@ -8,12 +8,13 @@
 /* A process allocator that fails the n-th request after arming and keeps a
  * byte balance. */
 static long fail_at = -1, calls;
+static bool fail_all;
 static long long outstanding;
 static int failures;
 
 static void *test_alloc(size_t size, void *ud) {
     (void)ud;
-    if (fail_at >= 0 && ++calls == fail_at) {
+    if (fail_all || (fail_at >= 0 && ++calls == fail_at)) {
         failures++;
         return NULL;
     }
@@ -114,6 +115,43 @@ Test(oom, failed_state_creation_returns_null_then_recovers) {
     tnode *n = rc_new(tnode, &tnode_type);
     cr_assert_not_null(n);
     rc_release(n);
+    rc_thread_exit();
+    cr_assert_eq(outstanding, 0);
+}
+
+Test(oom, full_root_buffer_without_memory_runs_no_pass_when_passes_are_off) {
+    enum { N = 5000 };
+    static tnode *live[N];
+    cr_assert_eq(rc_set_allocator(&failing), 0);
+    rc_set_threshold(0);
+    for (int i = 0; i < N; i++)
+        live[i] = th_must(rc_new(tnode, &tnode_type), "node");
+    /* A pass sizes its work array for every live object: a pass run
+     * later would need no memory. */
+    rc_release(rc_retain(live[0]));
+    cr_assert_eq(rc_collect(), 0);
+    rc_release(th_ring(2)); /* garbage, buffered */
+    rc_stats s0 = th_stats();
+    fail_all = true;
+    int i = 0;
+    uint64_t buffered = s0.roots_buffered;
+    for (; i < N; i++) { /* until the buffer is full and cannot grow */
+        rc_release(rc_retain(live[i]));
+        uint64_t now = th_stats().roots_buffered;
+        if (now == buffered)
+            break;
+        buffered = now;
+    }
+    fail_all = false;
+    cr_assert_lt(i, N, "the root buffer never needed to grow");
+    rc_stats s1 = th_stats();
+    cr_assert_eq(s1.collections, s0.collections, "a pass ran with passes off");
+    cr_assert_eq(th_finalized, 0);
+    cr_assert_eq(rc_live_objects(), N + 2);
+    cr_assert_eq(rc_collect(), 2, "the lost root's pass finds the ring");
+    for (i = 0; i < N; i++)
+        rc_release(live[i]);
+    TH_ASSERT_NO_LEAKS();
     rc_thread_exit();
     cr_assert_eq(outstanding, 0);
 }

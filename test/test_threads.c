@@ -71,3 +71,40 @@ Test(threads, thread_exit_then_reuse) {
     rc_release(n);
     TH_ASSERT_NO_LEAKS();
 }
+
+/* Objects alive at rc_thread_exit() turn immortal: they stay readable, and
+ * the retains and releases the thread still makes afterwards (when it uses
+ * the runtime again, or in destructors at process exit) free nothing and
+ * touch no runtime, least of all the thread's new one. */
+static tleaf *leaf; /* survivors stay reachable: never freed, not lost */
+static tnode *node, *ring;
+
+Test(threads, survivors_of_rc_thread_exit_turn_immortal) {
+    leaf = th_must(rc_alloc(&tleaf_type), "leaf");
+    leaf->v = 7;
+    node = rc_retain(th_node_of(&tnode_type, 1)); /* count 2 */
+    ring = th_ring(3);
+    rc_weak *w = th_must(rc_weak_new(node), "weak");
+    rc_thread_exit();
+    cr_assert_eq(rc_live_objects(), 0, "the state was dropped");
+    cr_assert_eq(rc_refcount(leaf), SIZE_MAX);
+    cr_assert_eq(rc_refcount(node), SIZE_MAX);
+    cr_assert_eq(rc_refcount(ring->kid[0]), SIZE_MAX);
+    cr_assert_null(rc_weak_get(w), "weak references to survivors read NULL");
+    rc_weak_free(w);
+
+    rc_release(th_ring(100)); /* the thread's new runtime */
+    rc_release(leaf);
+    rc_release(node);
+    rc_release(node);
+    rc_release(rc_retain(ring));
+    rc_release(ring);
+    cr_assert_eq(rc_collect(), 100, "only the new state's garbage");
+    cr_assert_eq(th_finalized, 100, "survivors are never finalized");
+    rc_stats s = th_stats();
+    cr_assert_eq(s.objects_allocated, 100);
+    cr_assert_eq(s.objects_freed, 100);
+    cr_assert_eq(leaf->v, 7, "survivors stay valid");
+    cr_assert_eq(ring->kid[0]->kid[0]->kid[0], ring);
+    TH_ASSERT_NO_LEAKS();
+}
