@@ -195,13 +195,16 @@ RCGC_API void rc_weak_free(rc_weak *w);
 /** @name Introspection                                                     */
 /* ------------------------------------------------------------------------ */
 
-/** Counters of the calling thread's runtime. All byte figures include the
- *  object header. */
+/** Counters of the calling thread's runtime. Byte figures count whole
+ *  blocks: header and payload, plus the 16-byte size prefix of objects
+ *  from rc_alloc_extra() and, in debug builds, the allocation record. */
 typedef struct rc_stats {
     uint64_t objects_allocated, objects_freed, objects_live;
     uint64_t bytes_allocated;   /**< M: every payload+header byte handed out */
     uint64_t bytes_freed;       /**< R: reclaimed, counting and collector */
-    uint64_t bytes_freed_by_collector; /**< part of R freed by passes */
+    uint64_t bytes_freed_by_collector; /**< part of R: garbage-set members
+                                    freed by passes (what only they held dies
+                                    by counting, and counts in R alone) */
     uint64_t bytes_live;        /**< L at exit: M - R */
     uint64_t bytes_fragmented;  /**< F: held from the system, unusable now */
     uint64_t collections;       /**< passes run */
