@@ -49,7 +49,7 @@ static entry *ring(const rc_type *type, size_t n) {
         entry *e = rc_new(entry, type);
         if (e == NULL)
             exit(EXIT_FAILURE);
-        snprintf(e->key, sizeof e->key, "key-%zu", i);
+        snprintf(e->key, sizeof e->key, "key-%u", (unsigned)i); /* fits */
         last->next = e; /* takes over the allocation's reference */
         last = e;
     }
