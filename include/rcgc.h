@@ -131,9 +131,10 @@ RCGC_API void rc_release_fn(void *obj);
 /** rc_set() for a typed pointer field: `RC_SET(node->next, other);` */
 #define RC_SET(lvalue, value)                                                \
     do {                                                                     \
+        __typeof__(lvalue) *rc__slot_ = &(lvalue); /* evaluated once */      \
         __typeof__(lvalue) rc__new_ = (value);                               \
-        __typeof__(lvalue) rc__old_ = (lvalue);                              \
-        (lvalue) = (__typeof__(lvalue))rc_retain(rc__new_);                  \
+        __typeof__(lvalue) rc__old_ = *rc__slot_;                            \
+        *rc__slot_ = (__typeof__(lvalue))rc_retain(rc__new_);                \
         rc_release(rc__old_);                                                \
     } while (0)
 #endif

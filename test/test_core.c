@@ -181,6 +181,25 @@ Test(count, finalizer_never_sees_dangling_slot) {
     cr_assert_eq(rc_live_objects(), 0);
 }
 
+Test(count, rc_set_macro_evaluates_its_slot_once) {
+    tnode *holder = rc_new(tnode, &tnode_type);
+    tnode *a = rc_new(tnode, &tnode_type), *b = rc_new(tnode, &tnode_type);
+    holder->kid[0] = a; /* transfers */
+    holder->kid[1] = b;
+    tnode *v = rc_new(tnode, &tnode_type);
+    int i = 0;
+    RC_SET(holder->kid[i++], v);
+    cr_assert_eq(i, 1, "the slot expression ran %d times", i);
+    cr_assert_eq(holder->kid[0], v, "the new value went to another slot");
+    cr_assert_eq(holder->kid[1], b);
+    cr_assert_eq(rc_refcount(v), 2);
+    cr_assert_eq(rc_refcount(b), 1);
+    cr_assert_eq(rc_live_objects(), 3, "a, the old value, is freed");
+    rc_release(v);
+    rc_release(holder);
+    cr_assert_eq(rc_live_objects(), 0);
+}
+
 Test(count, rc_auto_releases_at_scope_exit) {
 #ifdef RC_HAVE_AUTO
     {
