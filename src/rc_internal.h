@@ -23,6 +23,44 @@
 
 #include "rcgc.h"
 
+/* ------------------------------------------------------- link names */
+
+/* Functions shared between the runtime's files are external symbols of the
+ * static library as well, where a program's own `mem_alloc` or `obj_kill`
+ * would clash with them: they link under the private rc__ prefix. A new
+ * shared function gets its line here (the packaging test lists the
+ * library's symbols). */
+#define dbg_assert_fail      rc__dbg_assert_fail
+#define dbg_bad_trace        rc__dbg_bad_trace
+#define dbg_die              rc__dbg_die
+#define dbg_quarantine       rc__dbg_quarantine
+#define dbg_quarantine_flush rc__dbg_quarantine_flush
+#define gc_buffer            rc__gc_buffer
+#define gc_forget_roots      rc__gc_forget_roots
+#define gc_maybe_collect     rc__gc_maybe_collect
+#define gc_now_ns            rc__gc_now_ns
+#define gc_unbuffer          rc__gc_unbuffer
+#define mem_alloc            rc__mem_alloc
+#define mem_alloc_quick      rc__mem_alloc_quick
+#define mem_foreach          rc__mem_foreach
+#define mem_fragmented       rc__mem_fragmented
+#define mem_free             rc__mem_free
+#define mem_free_pooled      rc__mem_free_pooled
+#define mem_prefault         rc__mem_prefault
+#define mem_release_all      rc__mem_release_all
+#define mem_sys_alloc        rc__mem_sys_alloc
+#define mem_sys_free         rc__mem_sys_free
+#define mem_trim             rc__mem_trim
+#define obj_drain            rc__obj_drain
+#define obj_kill             rc__obj_kill
+#define obj_reclaim          rc__obj_reclaim
+#define obj_release_child    rc__obj_release_child
+#define rpt_at_thread_exit   rc__rpt_at_thread_exit
+#define rpt_init             rc__rpt_init
+#define st_create            rc__st_create
+#define wk_clear             rc__wk_clear
+#define wk_detach_all        rc__wk_detach_all
+
 /* ---------------------------------------------------------------- macros */
 
 #define likely(x) __builtin_expect(!!(x), 1)

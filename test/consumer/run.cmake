@@ -22,6 +22,39 @@ run(${CMAKE_COMMAND} -S "${SOURCE_DIR}" -B "${BINARY_DIR}/lib"
 run(${CMAKE_COMMAND} --build "${BINARY_DIR}/lib" --parallel 2)
 run(${CMAKE_COMMAND} --install "${BINARY_DIR}/lib")
 
+# Every global symbol the installed library defines is in the rc_
+# namespace (rc__ for the private ones): none can clash with a program's
+# own names, in a static link too.
+file(GLOB_RECURSE libs "${prefix}/*/librcgc.a" "${prefix}/*/librcgc.so")
+list(LENGTH libs nlibs)
+if(nlibs EQUAL 0)
+  message(FATAL_ERROR "no librcgc.a or librcgc.so installed under ${prefix}")
+endif()
+foreach(lib ${libs})
+  set(dynamic "")
+  if(lib MATCHES "\\.so$")
+    set(dynamic -D)
+  endif()
+  execute_process(COMMAND ${NM} -g ${dynamic} --defined-only "${lib}"
+                  OUTPUT_VARIABLE syms RESULT_VARIABLE rv)
+  if(NOT rv EQUAL 0)
+    message(FATAL_ERROR "${NM} failed on ${lib}")
+  endif()
+  string(REGEX MATCHALL "[0-9a-fA-F]+ [A-Za-z] [^\n]+" defs "${syms}")
+  set(foreign "")
+  foreach(def ${defs})
+    string(REGEX REPLACE "^[0-9a-fA-F]+ [A-Za-z] " "" name "${def}")
+    if(NOT name MATCHES "^rc_")
+      list(APPEND foreign "${name}")
+    endif()
+  endforeach()
+  if(foreign)
+    message(FATAL_ERROR "${lib} defines names outside rc_: ${foreign}")
+  endif()
+  list(LENGTH defs ndefs)
+  message(STATUS "${lib}: ${ndefs} global symbols, all rc_ or rc__")
+endforeach()
+
 # find_package
 run(${CMAKE_COMMAND} -S "${SOURCE_DIR}/test/consumer" -B "${BINARY_DIR}/fp"
     -DCMAKE_PREFIX_PATH=${prefix} -DCMAKE_C_COMPILER=${C_COMPILER})
