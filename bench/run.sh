@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds and runs the rcgc benchmark suite (workloads W1-W5, WORKLOADS.md).
+# Builds and runs the rcgc benchmark suite (workloads W1-W5, bench/README.md).
 #
 #   bench/run.sh            full sizes (about 10 minutes on 2 cores)
 #   bench/run.sh --quick    smaller sizes, a couple of minutes
@@ -205,7 +205,7 @@ define_jobs() {
 
 # ---- running -----------------------------------------------------------------
 
-# The expected W1 lines for depth $1 (WORKLOADS.md gives them for 18; the
+# The expected W1 lines for depth $1 (w1_expected_depth18.txt has them for 18; the
 # same formulas hold for any depth).
 w1_expected() {
     local n=$1 min=4 max d iters

@@ -1,5 +1,5 @@
 /* W1 binary-trees: post-order allocation of complete binary trees, each
- * dropped right after it is counted (see WORKLOADS.md).
+ * dropped right after it is counted (see bench/README.md).
  *
  * One source, one implementation per build (BENCH_IMPL_*):
  *   rcgc          the parent takes over its children's references (transfer)

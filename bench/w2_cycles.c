@@ -1,5 +1,5 @@
 /* W2 cyclic garbage: R rings of K nodes held by one array of heads; drop the
- * array, then one full collection (see WORKLOADS.md). Also W2x: one ring of
+ * array, then one full collection (see bench/README.md). Also W2x: one ring of
  * 1M nodes, and with "open" one chain of 1M nodes that counting alone frees
  * (a release cascade 1M deep).
  *

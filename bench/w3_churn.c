@@ -1,6 +1,6 @@
 /* W3 live-graph churn: a doubly-linked list of N nodes, every node on a
  * cycle and none garbage, walked P times with one rc_retain and one
- * rc_release per node per walk (see WORKLOADS.md). In a Bacon-Rajan
+ * rc_release per node per walk (see bench/README.md). In a Bacon-Rajan
  * collector each such release buffers the node as a candidate root, so the
  * question is whether the passes this provokes keep the walk linear in N.
  *

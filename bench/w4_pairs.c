@@ -1,5 +1,5 @@
 /* W4 retain/release pairs on one live object whose count never reaches
- * zero (see WORKLOADS.md). Every row runs the same loop; a compiler barrier
+ * zero (see bench/README.md). Every row runs the same loop; a compiler barrier
  * after each operation keeps the count in memory, so the operations can be
  * neither merged nor deleted.
  *

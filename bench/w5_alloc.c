@@ -1,4 +1,4 @@
-/* W5 small-object allocation throughput (see WORKLOADS.md).
+/* W5 small-object allocation throughput (see bench/README.md).
  *   lifo    allocate COUNT objects, then free them in reverse order
  *   random  allocate COUNT objects, then free them in a random order (a
  *           permutation computed before the timed phases: xorshift64*, seed

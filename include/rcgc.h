@@ -29,12 +29,16 @@
 extern "C" {
 #endif
 
-#if defined(__GNUC__) || defined(__clang__)
+#if (defined(__GNUC__) || defined(__clang__)) && RCGC_SHARED
 #define RCGC_API __attribute__((visibility("default")))
+#else
+#define RCGC_API
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
 #define RC__LIKELY(x) __builtin_expect(!!(x), 1)
 #define RC__UNLIKELY(x) __builtin_expect(!!(x), 0)
 #else
-#define RCGC_API
 #define RC__LIKELY(x) (x)
 #define RC__UNLIKELY(x) (x)
 #endif
@@ -164,10 +168,11 @@ RCGC_API void rc_release_fn(void *obj);
 RCGC_API size_t rc_collect(void);
 
 /**
- * Sets the base number of buffered candidate roots that triggers an automatic
- * pass; 0 turns automatic passes off. The runtime raises the effective
- * threshold above the base while passes find little garbage in a large live
- * graph, so that their cost stays proportional to the work the program does.
+ * Sets, for the calling thread, the number of buffered candidate roots that
+ * triggers an automatic pass; 0 turns automatic passes off. A pass also
+ * waits until the thread has allocated at least half as many objects as the
+ * previous pass found alive, so that passes over a large live graph cost in
+ * proportion to the work the program does.
  */
 RCGC_API void rc_set_threshold(size_t roots);
 
@@ -198,7 +203,8 @@ RCGC_API void rc_weak_free(rc_weak *w);
 
 /** Counters of the calling thread's runtime. Byte figures count whole
  *  blocks: header and payload, plus the 16-byte size prefix of objects
- *  from rc_alloc_extra() and, in debug builds, the allocation record. */
+ *  from rc_alloc_extra() with `extra > 0` and, in debug builds, the
+ *  allocation record. */
 typedef struct rc_stats {
     uint64_t objects_allocated, objects_freed, objects_live;
     uint64_t bytes_allocated;   /**< M: every payload+header byte handed out */
@@ -252,9 +258,13 @@ typedef struct rc_allocator {
 
 /**
  * Routes all the runtime's memory (object spans, large objects, side tables,
- * root buffers) through `a`. Process-wide; valid only before the first
- * allocation. NULL restores the C library's malloc/free (also only before).
- * @return 0, or -1 when something was already allocated.
+ * root buffers, thread states) through `a`, which every thread calls, so it
+ * must be thread-safe. Process-wide; valid only before the runtime takes any
+ * memory: before the first rc_alloc(), rc_alloc_extra(), rc_weak_new() or
+ * rc_set_threshold() call on any thread. NULL restores the C library's
+ * malloc/free (also only before).
+ * @return 0, or -1 when the runtime already took memory, or `a` lacks a
+ *         function.
  */
 RCGC_API int rc_set_allocator(const rc_allocator *a);
 

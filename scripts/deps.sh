@@ -17,9 +17,10 @@ need_packages() {
         sudo=sudo
     fi
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq \
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
         --no-install-recommends "${missing[@]}" >/dev/null
 }
 
 BUILD_PACKAGES=(cmake make gcc libc6-dev pkg-config uthash-dev)
-TEST_PACKAGES=(libcriterion-dev valgrind clang libclang-rt-14-dev graphviz)
+# libclang-rt-dev: the sanitizer and fuzzer runtimes of the default clang.
+TEST_PACKAGES=(libcriterion-dev valgrind clang libclang-rt-dev graphviz)
