@@ -168,8 +168,9 @@ RCGC_API void rc_release_fn(void *obj);
 RCGC_API size_t rc_collect(void);
 
 /**
- * Sets, for the calling thread, the number of buffered candidate roots that
- * triggers an automatic pass; 0 turns automatic passes off. A pass also
+ * Sets, for the calling thread (also across rc_thread_exit()), the number of
+ * buffered candidate roots that triggers an automatic pass; 0 turns
+ * automatic passes off. A pass also
  * waits until the thread has allocated at least half as many objects as the
  * previous pass found alive, so that passes over a large live graph cost in
  * proportion to the work the program does.
@@ -260,9 +261,9 @@ typedef struct rc_allocator {
  * Routes all the runtime's memory (object spans, large objects, side tables,
  * root buffers, thread states) through `a`, which every thread calls, so it
  * must be thread-safe. Process-wide; valid only before the runtime takes any
- * memory: before the first rc_alloc(), rc_alloc_extra(), rc_weak_new() or
- * rc_set_threshold() call on any thread. NULL restores the C library's
- * malloc/free (also only before).
+ * memory, which its first allocation (rc_alloc(), rc_alloc_extra()) on any
+ * thread does. NULL restores the C library's malloc/free (also only
+ * before).
  * @return 0, or -1 when the runtime already took memory, or `a` lacks a
  *         function.
  */

@@ -695,8 +695,10 @@ size_t rc_collect(void) {
     return (size_t)(st->stats.objects_freed - freed0);
 }
 
+/* A setting of the thread, kept across rc_thread_exit(); it makes no state
+ * (which would take memory before rc_set_allocator could run). */
 void rc_set_threshold(size_t roots) {
-    rc_state *st = st_get();
-    if (st != NULL)
-        st->threshold = roots;
+    rc_tls_threshold = roots;
+    if (rc_tls_state != NULL)
+        rc_tls_state->threshold = roots;
 }

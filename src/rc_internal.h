@@ -301,6 +301,8 @@ static inline uint64_t st_block_bytes(const rc_state *st) {
 /* initial-exec: one instruction to reach, also from the shared library. */
 extern _Thread_local rc_state *rc_tls_state
     __attribute__((tls_model("initial-exec")));
+/* rc_set_threshold's value for the thread's states, made or to be made. */
+extern _Thread_local size_t rc_tls_threshold;
 rc_state *st_create(void);
 
 static inline rc_state *st_get(void) {

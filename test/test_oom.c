@@ -155,3 +155,19 @@ Test(oom, full_root_buffer_without_memory_runs_no_pass_when_passes_are_off) {
     rc_thread_exit();
     cr_assert_eq(outstanding, 0);
 }
+
+/* rc_set_threshold takes no memory: the allocator can still be set after
+ * it, and the thread's state, made by the first allocation, uses it. */
+Test(oom, threshold_set_before_the_allocator) {
+    rc_set_threshold(5);
+    cr_assert_eq(rc_set_allocator(&failing), 0);
+    for (int i = 0; i < 5; i++) /* 10 roots: none would pass 10,000 */
+        rc_release(th_ring(2));
+    cr_assert_geq(th_stats().collections, 1, "no automatic pass at 5 roots");
+    rc_thread_exit();
+    cr_assert_eq(outstanding, 0);
+    for (int i = 0; i < 5; i++) /* the setting outlives the state */
+        rc_release(th_ring(2));
+    cr_assert_geq(th_stats().collections, 1);
+    TH_ASSERT_NO_LEAKS();
+}
