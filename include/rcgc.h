@@ -35,6 +35,14 @@ extern "C" {
 #define RCGC_API
 #endif
 
+/* Casts in macros and inline functions: C++ builds with -Wold-style-cast
+ * include this header too. */
+#ifdef __cplusplus
+#define RC__CAST(T, x) static_cast<T>(x)
+#else
+#define RC__CAST(T, x) ((T)(x))
+#endif
+
 #if defined(__GNUC__) || defined(__clang__)
 #define RC__LIKELY(x) __builtin_expect(!!(x), 1)
 #define RC__UNLIKELY(x) __builtin_expect(!!(x), 0)
@@ -104,7 +112,7 @@ RCGC_API void *rc_alloc(const rc_type *type);
 RCGC_API void *rc_alloc_extra(const rc_type *type, size_t extra);
 
 /** Typed allocation: `Node *n = rc_new(Node, &node_type);` */
-#define rc_new(T, type) ((T *)rc_alloc(type))
+#define rc_new(T, type) RC__CAST(T *, rc_alloc(type))
 
 /** Count + 1. Returns `obj`; NULL-safe. Inline in release builds. */
 static inline void *rc_retain(void *obj);
@@ -138,7 +146,7 @@ RCGC_API void rc_release_fn(void *obj);
         __typeof__(lvalue) *rc__slot_ = &(lvalue); /* evaluated once */      \
         __typeof__(lvalue) rc__new_ = (value);                               \
         __typeof__(lvalue) rc__old_ = *rc__slot_;                            \
-        *rc__slot_ = (__typeof__(lvalue))rc_retain(rc__new_);                \
+        *rc__slot_ = RC__CAST(__typeof__(lvalue), rc_retain(rc__new_));     \
         rc_release(rc__old_);                                                \
     } while (0)
 #endif
@@ -316,7 +324,7 @@ static inline void *rc_retain(void *obj) {
     rc__retain_checked(obj);
 #else
     if (RC__LIKELY(obj != NULL)) {
-        rc__header *h = (rc__header *)obj - 1;
+        rc__header *h = RC__CAST(rc__header *, obj) - 1;
         if (RC__UNLIKELY(++h->rc == 0)) { /* saturated: immortal for good */
             h->rc = RC__IMMORTAL_COUNT;
             h->gc |= RC__F_IMMORTAL;
@@ -331,7 +339,7 @@ static inline void rc_release(void *obj) {
     rc__release_checked(obj);
 #else
     if (RC__LIKELY(obj != NULL)) {
-        rc__header *h = (rc__header *)obj - 1;
+        rc__header *h = RC__CAST(rc__header *, obj) - 1;
         if (RC__UNLIKELY(--h->rc == 0))
             rc__release_zero(h);
         else if (RC__UNLIKELY(!(h->gc & RC__F_NOBUFFER)))
@@ -341,7 +349,7 @@ static inline void rc_release(void *obj) {
 }
 
 static inline void rc__auto_release(void *pp) {
-    rc_release(*(void **)pp);
+    rc_release(*RC__CAST(void **, pp));
 }
 
 #if RCGC_DEBUG
