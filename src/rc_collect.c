@@ -87,9 +87,14 @@ void gc_buffer(rc_state *st, rc__header *h) {
     }
     if (unlikely(st->nroots == st->roots_cap) && !roots_grow(st)) {
         if (st->threshold != 0) {
-            h->rc++;
+            h->rc++; /* held: the pass cannot free it */
             gc_maybe_collect(st);
-            h->rc--;
+            if (--h->rc == 0) { /* it freed what alone referred to h */
+                rc__release_zero(h);
+                return;
+            }
+            if (h->gc & F_BUFFERED) /* a release in the pass buffered it */
+                return;
         }
         if (st->nroots == st->roots_cap) {
             st->roots_lost = true;
@@ -566,17 +571,21 @@ static size_t gc_free_set(gc_pass *p, const gc_set *s) {
      * object holds an acyclic or immortal child there is nothing to do. */
     if (p->leaves || p->restored)
         gc_release_edges(p, 0, n, C_GRAY);
+    /* Every survivor is an ordinary object again before any dispose runs:
+     * a dispose may release the last reference to one (held by a global a
+     * finalizer stored it in), whose header then becomes a pending link. The
+     * garbage moves to the front of the set meanwhile. */
     size_t freed = 0;
-    uint64_t bytes = 0;
     for (size_t i = 0; i < n; i++) {
         rc__header *h = (rc__header *)set[i];
-        if (colour_of(h) != C_GRAY) {
+        if (colour_of(h) == C_GRAY)
+            set[freed++] = (uintptr_t)h;
+        else
             gc_revive(st, h);
-            continue;
-        }
-        bytes += gc_reclaim_member(st, h);
-        freed++;
     }
+    uint64_t bytes = 0;
+    for (size_t i = 0; i < freed; i++)
+        bytes += gc_reclaim_member(st, (rc__header *)set[i]);
     gc_count_freed(st, freed, bytes);
     return freed;
 }
@@ -664,18 +673,22 @@ static size_t gc_pass_run(rc_state *st) {
     st->stats.gc_ns_total += dt;
     if (dt > st->stats.gc_ns_max)
         st->stats.gc_ns_max = dt;
+    /* A pass asked for while this one ran is this one: roots buffered
+     * meanwhile ask again when the next one is buffered. */
+    st->pass_due = false;
     return (size_t)(st->stats.objects_freed - freed0);
 }
 
-/* Runs an automatic pass now, or as soon as the current one or the current
- * release cascade is over. */
+/* Runs an automatic pass now, or as soon as the current release cascade
+ * is over, unless automatic passes are off by then. */
 void gc_maybe_collect(rc_state *st) {
     if (st->in_pass || st->freeing) {
         st->pass_due = true;
         return;
     }
     st->pass_due = false;
-    gc_pass_run(st);
+    if (st->threshold != 0 || RCGC_STRESS)
+        gc_pass_run(st);
 }
 
 size_t rc_collect(void) {

@@ -1495,6 +1495,41 @@ Test(resurrect, set_member_revived_into_a_new_cycle_is_collected) {
     TH_ASSERT_NO_LEAKS();
 }
 
+/* A dispose that drops the global a finalizer of the same set stored a
+ * member in: that member dies while the set is being reclaimed. */
+static void drop_saved(tnode *self) {
+    (void)self;
+    if (g_nsaved > 0) {
+        tnode *t = g_saved[--g_nsaved];
+        g_saved[g_nsaved] = NULL;
+        rc_release(t);
+    }
+}
+
+Test(resurrect, member_dropped_by_a_dispose_of_its_own_set) {
+    /* d <-> e, d -> r; r resurrects into g_saved, every dispose drops it */
+    for (int order = 0; order < 2; order++) {
+        th_reset();
+        g_on_finalize = resurrect_target;
+        g_on_dispose = drop_saved;
+        tnode *d = th_node_of(&hnode_type, 0), *e = th_node_of(&hnode_type, 1);
+        tnode *r = th_node_of(&hnode_type, 2);
+        th_link(d, 0, e);
+        th_link(e, 0, d);
+        th_link(d, 1, r);
+        rc_release(r);
+        g_target = r;
+        rc_release(order ? e : d);
+        rc_release(order ? d : e);
+        cr_assert_eq(rc_collect(), 3, "order %d", order);
+        cr_assert_eq(th_finalized, 3, "each once");
+        cr_assert_eq(th_disposed, 3, "each once");
+        cr_assert_eq(g_nsaved, 0);
+        g_target = NULL;
+        TH_ASSERT_NO_LEAKS();
+    }
+}
+
 /* ================================================================= weak */
 
 static rc_weak *g_weak[8];
@@ -1675,6 +1710,40 @@ Test(threshold, automatic_passes_never_free_live_objects) {
     cr_assert_eq(th_finalized, LIVE * 5 * 4);
     for (int i = 0; i < LIVE; i++)
         rc_release(live[i]);
+    TH_ASSERT_NO_LEAKS();
+}
+
+/* A finalizer that buffers a live object while its pass runs: with a
+ * threshold of 1 that asks for another pass. */
+static tnode *g_live;
+static void buffer_the_live_object(tnode *self) {
+    (void)self;
+    for (int i = 0; i < 4; i++) /* allocation that pays for a pass */
+        rc_release(th_must(rc_alloc(&tleaf_type), "leaf"));
+    rc_release(rc_retain(g_live));
+}
+
+Test(threshold, a_pass_asked_for_during_a_pass_does_not_outlive_it) {
+    g_live = th_node_of(&tnode_type, 9);
+    rc_set_threshold(1);
+    g_on_finalize = buffer_the_live_object;
+    rc_release(th_ring_of(&hnode_type, 2));
+    rc_collect();
+    g_on_finalize = NULL;
+    rc_set_threshold(0);
+    rc_release(th_ring(2)); /* garbage until the next rc_collect() */
+    size_t live = rc_live_objects();
+    uint64_t passes = th_stats().collections;
+    FILE *f = fopen("/dev/null", "w");
+    cr_assert_not_null(f);
+    cr_assert_eq(rc_leak_report(f), live);
+    cr_assert_eq(rc_dump_dot(f), 0);
+    fclose(f);
+    rc_release(th_node_of(&tnode_type, 5)); /* dies through the pending list */
+    cr_assert_eq(th_stats().collections, passes, "an automatic pass ran");
+    cr_assert_eq(rc_live_objects(), live);
+    cr_assert_eq(rc_collect(), 2);
+    rc_release(g_live);
     TH_ASSERT_NO_LEAKS();
 }
 

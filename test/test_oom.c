@@ -171,3 +171,52 @@ Test(oom, threshold_set_before_the_allocator) {
     cr_assert_geq(th_stats().collections, 1);
     TH_ASSERT_NO_LEAKS();
 }
+
+/* The root buffer is full and cannot grow, so buffering h runs a pass to
+ * make room; that pass frees a garbage ring referring to h, whose release
+ * buffers h in the pass's fresh buffer. h must not be buffered twice: the
+ * second entry would outlive h (ASan and Memcheck see the next pass read
+ * it). */
+Test(oom, root_buffered_by_the_pass_that_made_room_is_buffered_once) {
+    enum { K = 2000 };
+    static tnode *keep[K];
+    cr_assert_eq(rc_set_allocator(&failing), 0);
+    tnode *h = rc_retain(th_node_of(&tnode_type, 1)); /* count 2 */
+    for (int i = 0; i < K; i++)
+        keep[i] = th_must(rc_new(tnode, &tnode_type), "node");
+    rc_release(rc_retain(keep[0]));
+    rc_collect(); /* sizes the work array: the pass below allocates none */
+
+    /* The buffer's capacity C: roots buffered before it is full. */
+    uint64_t base = th_stats().roots_buffered, cap = 0;
+    uint64_t passes = th_stats().collections;
+    fail_all = true;
+    for (int i = 0; i < K && th_stats().collections == passes; i++) {
+        cap = th_stats().roots_buffered - base;
+        rc_release(rc_retain(keep[i]));
+    }
+    fail_all = false;
+    cr_assert_gt(cap, 0);
+    cr_assert_lt(cap + 2, K);
+    rc_collect(); /* the buffer, C slots, is empty again */
+
+    base = th_stats().roots_buffered;
+    tnode *x = th_ring(2);
+    th_link(x, 1, h); /* count 3 */
+    rc_release(x); /* garbage, with finalizers, holding h */
+    for (int i = 0; th_stats().roots_buffered - base < cap; i++)
+        rc_release(rc_retain(keep[i])); /* the buffer is full */
+    calls = 0;
+    fail_at = 1; /* its growth fails, nothing else */
+    rc_release(h); /* 3 -> 2 */
+    fail_at = -1;
+    cr_assert_eq(rc_refcount(h), 1, "the ring was freed, h kept");
+    cr_assert_eq(th_finalized, 2);
+    rc_release(h); /* h dies and leaves the buffer */
+    cr_assert_eq(rc_collect(), 0);
+    for (int i = 0; i < K; i++)
+        rc_release(keep[i]);
+    TH_ASSERT_NO_LEAKS();
+    rc_thread_exit();
+    cr_assert_eq(outstanding, 0);
+}
