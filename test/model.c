@@ -73,6 +73,15 @@ enum { K_NODE, K_VEC, K_LEAF };
 #define ACT_RESURRECT 1u /* store the object into a free global slot */
 #define ACT_CLEAR 2u     /* release global slot clear_slot */
 #define ACT_ALLOC 4u     /* allocate a leaf into a free global slot */
+#define ACT_LOOP 8u      /* store the object into a NULL slot of its own */
+#define ACT_BACK 16u     /* store it into a NULL slot of one of its children */
+
+/* Other hook behaviours, chosen per object at allocation. */
+#define HK_FIN_CALLS 1u   /* finalize calls the runtime back (reenter()) */
+#define HK_DISP_CALLS 2u  /* dispose does */
+#define HK_TRACE_CALLS 4u /* trace does, while the program dumps the graph */
+#define HK_DISP_CLEAR 8u  /* dispose releases global slot disp_slot */
+#define HK_FIN_OFF 16u    /* finalize turns automatic passes off */
 
 /* ------------------------------------------------------------ model state */
 
@@ -80,8 +89,8 @@ enum { K_NODE, K_VEC, K_LEAF };
 typedef struct mobj {
     void *ptr;
     const rc_type *type;
-    uint8_t kind, has_fin, immortal, act;
-    uint8_t res_slot, clear_slot, collect_in_fin;
+    uint8_t kind, has_fin, immortal, act, hooks;
+    uint8_t res_slot, clear_slot, disp_slot;
     uint16_t nslots;                /* node: MODEL_NODE_SLOTS; vec: len */
     int16_t slot[MODEL_VEC_MAX];    /* child ids, -1 for NULL */
     uint32_t ext;                   /* external references */
@@ -103,7 +112,7 @@ typedef struct msrc {
 
 enum {
     OP_ALLOC, OP_SET, OP_CLEAR, OP_DROP, OP_DUP, OP_GLOBAL,
-    OP_COLLECT, OP_AUTO, OP_IMMORTAL, OP_COUNT
+    OP_COLLECT, OP_AUTO, OP_REPORT, OP_IMMORTAL, OP_COUNT
 };
 
 typedef struct model {
@@ -122,6 +131,10 @@ typedef struct model {
     unsigned w[OP_COUNT], wtotal;
     unsigned pct_vec, pct_leaf, pct_fin, pct_extra;
     unsigned auto_left; /* ops left in a window of automatic passes */
+    bool off_in_hook;   /* a finalizer closed the window during this op */
+    uint64_t off_mark;  /* collections() when it did */
+    bool dumping;       /* the program is in rc_dump_dot() */
+    FILE *devnull;      /* what reports and dumps are written to */
     /* oracle scratch */
     bool dirty;
     uint8_t *reach;
@@ -246,6 +259,34 @@ static bool chance(model *m, unsigned pct) { return pick(m, 100) < pct; }
 
 static bool alive(const mobj *o) { return o->disposed == 0; }
 
+static uint64_t collections(void) {
+    rc_stats s;
+    rc_stats_get(&s);
+    return s.collections;
+}
+
+/* Calls the runtime back from inside a hook, where objects may be dying:
+ * rc_collect() must do nothing, rc_leak_report() count only and
+ * rc_dump_dot() write an empty graph and fail. */
+static void reenter(model *m, unsigned id, const char *hook) {
+    size_t live = rc_live_objects();
+    uint64_t passes = collections();
+    size_t r = rc_collect();
+    if (r != 0 || collections() != passes || rc_live_objects() != live)
+        fail(m, "rc_collect() inside the %s of #%u returned %zu (%llu "
+             "passes, live %zu -> %zu)", hook, id, r,
+             (unsigned long long)(collections() - passes), live,
+             rc_live_objects());
+    size_t n = rc_leak_report(m->devnull);
+    if (n != live)
+        fail(m, "rc_leak_report() inside the %s of #%u returned %zu, "
+             "rc_live_objects() %zu", hook, id, n, live);
+    int d = rc_dump_dot(m->devnull);
+    if (d != -1)
+        fail(m, "rc_dump_dot() inside the %s of #%u returned %d", hook, id,
+             d);
+}
+
 /* The model object behind a payload handed to a hook, or NULL (after a
  * failure is recorded) when the payload is not one of this graph's live
  * objects. */
@@ -276,11 +317,18 @@ static mobj *hook_obj(model *m, void *obj, const char *hook) {
     return &m->o[h->id];
 }
 
+/* Checks that a traced object was not disposed; while the program dumps
+ * the graph, objects so marked call the runtime back. */
 static void trace_check(const mhead *h) {
-    if (h->magic == MAGIC_LIVE)
+    model *m = tl_model;
+    if (h->magic == MAGIC_LIVE) {
+        if (m != NULL && m->dumping && h->epoch == m->epoch &&
+            h->id < m->nobj && (m->o[h->id].hooks & HK_TRACE_CALLS))
+            reenter(m, h->id, "trace");
         return;
-    if (tl_model != NULL)
-        fail(tl_model, "trace of #%u after its dispose (magic %08x)", h->id,
+    }
+    if (m != NULL)
+        fail(m, "trace of #%u after its dispose (magic %08x)", h->id,
              h->magic);
     else
         atomic_fetch_add(&stray_hooks, 1);
@@ -300,6 +348,17 @@ static void vec_trace(void *obj, rc_visit_fn visit, void *ctx) {
         visit(v->items[i], ctx);
 }
 
+/* Empties global slot k; the release may run any hook. */
+static void release_global(model *m, unsigned k) {
+    if (m->gid[k] < 0)
+        return;
+    void *old = m->gptr[k];
+    m->gid[k] = -1;
+    m->gptr[k] = NULL;
+    m->dirty = true;
+    rc_release(old);
+}
+
 static void note_dispose(void *obj) {
     model *m = tl_model;
     mobj *o = hook_obj(m, obj, "dispose");
@@ -314,6 +373,10 @@ static void note_dispose(void *obj) {
     else if (o->has_fin && o->finalized != 1)
         fail(m, "#%u (%s) disposed after %u finalize calls", id, name_of(o),
              o->finalized);
+    if (o->hooks & HK_DISP_CALLS)
+        reenter(m, id, "dispose");
+    if (o->hooks & HK_DISP_CLEAR)
+        release_global(m, o->disp_slot);
 }
 
 static void obj_dispose(void *obj) { note_dispose(obj); }
@@ -339,20 +402,62 @@ static int free_global(model *m, unsigned from) {
     return -1;
 }
 
-/* The finalizer's side effects: release a global (which may run other
- * hooks), allocate a leaf into a global, resurrect the object. */
-static void fin_actions(model *m, mobj *o, void *obj) {
-    unsigned id = (unsigned)(o - m->o);
-    if (o->act & ACT_CLEAR) {
-        unsigned k = o->clear_slot;
-        if (m->gid[k] >= 0) {
-            void *old = m->gptr[k];
-            m->gid[k] = -1;
-            m->gptr[k] = NULL;
-            m->dirty = true;
-            rc_release(old);
+/* A NULL slot of #id (node slot or vec item), or -1. */
+static int null_slot(const mobj *o) {
+    for (unsigned i = 0; i < o->nslots; i++)
+        if (o->slot[i] < 0)
+            return (int)i;
+    return -1;
+}
+
+/* Stores #to into NULL slot i of #from: a new edge, nothing released. */
+static void link_null_slot(model *m, unsigned from, unsigned i, unsigned to) {
+    mobj *f = &m->o[from];
+    void **slot = f->kind == K_NODE ? &((mnode *)f->ptr)->slot[i]
+                                    : &((mvec *)f->ptr)->items[i];
+    f->slot[i] = (int16_t)to;
+    m->dirty = true;
+    rc_set(slot, m->o[to].ptr);
+    m->st->resurrected++;
+}
+
+/* Resurrects #id through a cycle, which no count of a candidate root may
+ * show: a self-loop, or a back edge from its first child with room. */
+static void fin_cycle(model *m, unsigned id) {
+    mobj *o = &m->o[id];
+    int i = null_slot(o);
+    if ((o->act & ACT_LOOP) && i >= 0) {
+        link_null_slot(m, id, (unsigned)i, id);
+        return;
+    }
+    for (unsigned k = 0; k < o->nslots && (o->act & ACT_BACK); k++) {
+        int c = o->slot[k];
+        int j = c >= 0 && alive(&m->o[c]) ? null_slot(&m->o[c]) : -1;
+        if (j >= 0) {
+            link_null_slot(m, (unsigned)c, (unsigned)j, id);
+            return;
         }
     }
+}
+
+/* Turns automatic passes off in the middle of an op: from then on only a
+ * pass already running may end. */
+static void fin_threshold_off(model *m) {
+    if (m->auto_left == 0)
+        return;
+    m->auto_left = 0;
+    m->off_in_hook = true;
+    m->off_mark = collections();
+    rc_set_threshold(0);
+}
+
+/* The finalizer's side effects: release a global (which may run other
+ * hooks), allocate a leaf into a global, resurrect the object into a
+ * global or through a cycle. */
+static void fin_actions(model *m, mobj *o, void *obj) {
+    unsigned id = (unsigned)(o - m->o);
+    if (o->act & ACT_CLEAR)
+        release_global(m, o->clear_slot);
     if ((o->act & ACT_ALLOC) && m->nobj < m->cap && !m->failed) {
         int nid = new_object(m, K_LEAF, false, 0, 1);
         if (nid >= 0) {
@@ -375,6 +480,8 @@ static void fin_actions(model *m, mobj *o, void *obj) {
             m->st->resurrected++;
         }
     }
+    if (o->act & (ACT_LOOP | ACT_BACK))
+        fin_cycle(m, id);
 }
 
 static void obj_finalize(void *obj) {
@@ -397,12 +504,10 @@ static void obj_finalize(void *obj) {
             fail(m, "finalize of #%u (%s): its child #%d was already disposed",
                  id, name_of(o), c);
     }
-    if (o->collect_in_fin) {
-        size_t r = rc_collect();
-        if (r != 0)
-            fail(m, "rc_collect() inside the finalizer of #%u returned %zu",
-                 id, r);
-    }
+    if (o->hooks & HK_FIN_CALLS)
+        reenter(m, id, "finalizer");
+    if (o->hooks & HK_FIN_OFF)
+        fin_threshold_off(m);
     fin_actions(m, o, obj);
 }
 
@@ -683,6 +788,24 @@ static int pick_child(model *m) {
 
 /* ------------------------------------------------------------------- ops */
 
+/* The HK_* behaviours of a new object: calls back from a hook one time
+ * in sixteen, passes turned off by a finalizer one in eight, a dispose
+ * that empties a global one in four. */
+static unsigned draw_hooks(model *m, bool fin) {
+    unsigned hooks = 0;
+    if (fin && pick(m, 16) == 0)
+        hooks |= HK_FIN_CALLS;
+    if (fin && pick(m, 8) == 0)
+        hooks |= HK_FIN_OFF;
+    if (pick(m, 16) == 0)
+        hooks |= HK_DISP_CALLS;
+    if (pick(m, 16) == 0)
+        hooks |= HK_TRACE_CALLS;
+    if (pick(m, 4) == 0)
+        hooks |= HK_DISP_CLEAR;
+    return hooks;
+}
+
 static void op_alloc(model *m) {
     if (m->nobj >= m->cap) {
         tr(m, "alloc: table full");
@@ -691,13 +814,14 @@ static void op_alloc(model *m) {
     unsigned kind = chance(m, m->pct_leaf) ? K_LEAF
                     : chance(m, m->pct_vec) ? K_VEC : K_NODE;
     bool fin = chance(m, m->pct_fin);
-    unsigned act = 0, rs = 0, cs = 0, cf = 0;
+    unsigned act = 0, rs = 0, cs = 0, hooks = draw_hooks(m, fin);
     if (fin) {
-        act = pick(m, 8);
+        unsigned cycle = pick(m, 8); /* 3 in 8: ACT_LOOP, ACT_BACK or both */
+        act = pick(m, 8) | (cycle < 3 ? (cycle + 1) << 3 : 0);
         rs = pick(m, MODEL_GLOBALS);
         cs = pick(m, MODEL_GLOBALS);
-        cf = pick(m, 16) == 0;
     }
+    unsigned ds = (hooks & HK_DISP_CLEAR) ? pick(m, MODEL_GLOBALS) : 0;
     size_t extra = 0;
     if (kind == K_LEAF && chance(m, m->pct_extra))
         extra = pick(m, 300);
@@ -710,9 +834,10 @@ static void op_alloc(model *m) {
     o->act = (uint8_t)act;
     o->res_slot = (uint8_t)rs;
     o->clear_slot = (uint8_t)cs;
-    o->collect_in_fin = (uint8_t)cf;
-    tr(m, "alloc #%d %s extra=%zu act=%u res=%u clear=%u collect=%u", id,
-       o->type->name, extra, act, rs, cs, cf);
+    o->hooks = (uint8_t)hooks;
+    o->disp_slot = (uint8_t)ds;
+    tr(m, "alloc #%d %s extra=%zu act=%u res=%u clear=%u hooks=%u "
+       "dispose-clear=%u", id, o->type->name, extra, act, rs, cs, hooks, ds);
 }
 
 static void vec_append(model *m, mobj *po) {
@@ -843,6 +968,36 @@ static void op_global(model *m) {
     rc_set(&m->gptr[k], ptr_of(m, c));
 }
 
+/* Whether a report by the program freed anything since it began. */
+static void report_changed(model *m, const char *what, size_t live,
+                           uint64_t hooks, uint64_t passes) {
+    uint64_t now = m->st->finalized + m->ndisposed;
+    if (rc_live_objects() != live || collections() != passes || now != hooks)
+        fail(m, "%s freed objects: live %zu -> %zu, %llu passes, %llu "
+             "finalize/dispose calls", what, live, rc_live_objects(),
+             (unsigned long long)(collections() - passes),
+             (unsigned long long)(now - hooks));
+}
+
+/* The program dumps the graph and reports leaks: both must succeed and
+ * neither may free anything, run a finalizer or dispose, or run a pass. */
+static void op_report(model *m) {
+    size_t live = rc_live_objects();
+    uint64_t hooks = m->st->finalized + m->ndisposed;
+    uint64_t passes = collections();
+    tr(m, "report (%zu live)", live);
+    m->dumping = true;
+    int d = rc_dump_dot(m->devnull);
+    m->dumping = false;
+    if (d != 0)
+        fail(m, "rc_dump_dot() returned %d", d);
+    report_changed(m, "rc_dump_dot()", live, hooks, passes);
+    size_t n = rc_leak_report(m->devnull);
+    if (n != live)
+        fail(m, "rc_leak_report() returned %zu with %zu live", n, live);
+    report_changed(m, "rc_leak_report()", live, hooks, passes);
+}
+
 static void collect(model *m) {
     uint64_t before = m->ndisposed;
     size_t r = rc_collect();
@@ -901,6 +1056,7 @@ static void run_op(model *m, unsigned op) {
     case OP_GLOBAL: op_global(m); break;
     case OP_COLLECT: op_collect(m); break;
     case OP_AUTO: op_auto(m); break;
+    case OP_REPORT: op_report(m); break;
     default: op_immortal(m); break;
     }
 }
@@ -924,16 +1080,20 @@ static unsigned draw_mix(model *m) {
     m->w[OP_GLOBAL] = pick(m, 3);
     m->w[OP_COLLECT] = pick(m, 4);
     m->w[OP_AUTO] = pick(m, 3);
+    /* A dump walks the thread's whole heap, which makes it the dearest op:
+     * one graph in 32 dumps, never where earlier graphs left their
+     * immortal objects. */
+    m->w[OP_REPORT] = m->immortal_ok ? 0 : pick(m, 32) == 0;
     m->w[OP_IMMORTAL] = m->immortal_ok ? 1 : 0;
     m->wtotal = 0;
     for (unsigned k = 0; k < OP_COUNT; k++)
         m->wtotal += m->w[k];
     if (p->trace)
         fprintf(p->trace, "graph %llu: objects<=%u ops=%u leaf%%=%u vec%%=%u "
-                "fin%%=%u weights=%u,%u,%u,%u,%u,%u,%u,%u,%u\n",
+                "fin%%=%u weights=%u,%u,%u,%u,%u,%u,%u,%u,%u,%u\n",
                 (unsigned long long)m->graph, m->cap, nops, m->pct_leaf,
                 m->pct_vec, m->pct_fin, m->w[0], m->w[1], m->w[2], m->w[3],
-                m->w[4], m->w[5], m->w[6], m->w[7], m->w[8]);
+                m->w[4], m->w[5], m->w[6], m->w[7], m->w[8], m->w[9]);
     return nops;
 }
 
@@ -958,12 +1118,29 @@ static bool globals_empty(const model *m) {
     return true;
 }
 
+/* Passes an op other than rc_collect() ran: automatic ones, only while a
+ * window was open, and only until a finalizer closed it (but for the one
+ * running then, if any). RCGC_STRESS builds run passes everywhere. */
+static void count_passes(model *m, bool window, uint64_t before,
+                         uint64_t now) {
+    if (window)
+        m->st->auto_passes += now - before;
+    if (RCGC_STRESS)
+        return;
+    uint64_t limit = !window ? before
+                     : m->off_in_hook ? m->off_mark + 1 : now;
+    if (now > limit)
+        fail(m, "%llu automatic passes with the threshold at 0",
+             (unsigned long long)(now - limit));
+}
+
 /* Drops every reference the program holds, then collects until finalizers
  * stop refilling the global slots. What is left must be exactly what the
  * immortal objects reach. */
 static void teardown(model *m) {
     end_auto(m);
     tr(m, "teardown");
+    uint64_t passes = collections();
     for (unsigned id = 0; id < m->nobj && !m->failed; id++) {
         mobj *o = &m->o[id];
         while (o->ext > 0 && checked(m, (int)id) >= 0) {
@@ -972,6 +1149,7 @@ static void teardown(model *m) {
             rc_release(o->ptr);
         }
     }
+    count_passes(m, false, passes, collections());
     for (unsigned round = 0; !m->failed; round++) {
         if (round > m->nobj + 2) {
             fail(m, "finalizers keep refilling the global slots");
@@ -1001,17 +1179,12 @@ static void reset_graph(model *m) {
     m->op = 0;
     m->failed = false;
     m->auto_left = 0;
+    m->off_in_hook = false;
     m->dirty = true;
     for (unsigned k = 0; k < MODEL_GLOBALS; k++) {
         m->gid[k] = -1;
         m->gptr[k] = NULL;
     }
-}
-
-static uint64_t collections(void) {
-    rc_stats s;
-    rc_stats_get(&s);
-    return s.collections + 1; /* never 0: 0 means "not counting" */
 }
 
 /* Runs the graph the source describes. `expect_live` is what
@@ -1026,12 +1199,16 @@ static bool run_graph(model *m, size_t expect_live, size_t *leaked) {
         fail(m, "graph start: rc_live_objects() %zu, expected %zu",
              m->baseline, expect_live);
     unsigned nops = draw_mix(m);
+    uint64_t passes = collections();
     for (; m->op < nops && !m->failed && !m->s.exhausted; m->op++) {
         unsigned op = draw_op(m);
-        uint64_t passes = m->auto_left > 0 ? collections() : 0;
+        bool window = m->auto_left > 0;
         run_op(m, op);
-        if (passes != 0 && op != OP_COLLECT)
-            m->st->auto_passes += collections() - passes;
+        uint64_t now = collections();
+        if (op != OP_COLLECT)
+            count_passes(m, window, passes, now);
+        passes = now;
+        m->off_in_hook = false;
         if (m->auto_left > 0 && --m->auto_left == 0)
             rc_set_threshold(0);
         m->st->ops++;
@@ -1061,7 +1238,9 @@ static bool model_init(model *m, const model_params *p, model_stats *st) {
     m->list = calloc(n, sizeof *m->list);
     m->plist = calloc(n, sizeof *m->plist);
     m->indeg = calloc(n, sizeof *m->indeg);
-    return m->o && m->reach && m->stack && m->list && m->plist && m->indeg;
+    m->devnull = fopen("/dev/null", "w");
+    return m->o && m->reach && m->stack && m->list && m->plist && m->indeg &&
+           m->devnull;
 }
 
 static void model_fini(model *m) {
@@ -1072,6 +1251,8 @@ static void model_fini(model *m) {
     free(m->plist);
     free(m->indeg);
     free(m->s.rec);
+    if (m->devnull != NULL)
+        fclose(m->devnull);
 }
 
 /* Records the failure and stops a run that cannot start. */

@@ -4,11 +4,22 @@
  * A "graph" is a short random program over a table of at most M objects:
  * allocate, store or clear a child slot, drop or duplicate one of the
  * program's own (external) references, store into a global slot, make an
- * object immortal, run rc_collect() or open a window of automatic passes.
- * The model keeps its own copy of every edge, of the external references (a
- * multiset), of the global slots and of the immortal set; it never asks the
- * runtime's trace. Types record every finalize and dispose call per model id,
- * so what is alive is known without touching freed memory.
+ * object immortal, run rc_collect(), open a window of automatic passes
+ * (closed again by setting the threshold to 0), or dump the graph and report
+ * leaks (rc_dump_dot() and rc_leak_report() to /dev/null). The model keeps
+ * its own copy of every edge, of the external references (a multiset), of
+ * the global slots and of the immortal set; it never asks the runtime's
+ * trace. Types record every finalize and dispose call per model id, so what
+ * is alive is known without touching freed memory.
+ *
+ * Hooks act as the object's allocation drew: a finalizer may empty a global
+ * slot, allocate into one, resurrect its object into one or only through a
+ * cycle it makes (a self-loop in a NULL slot, or a back edge from a NULL
+ * slot of a child), or turn automatic passes off; a dispose may empty a
+ * global slot, even one holding a member of its own garbage set that a
+ * finalizer resurrected. Finalize, dispose, and trace during the program's
+ * dump may call the runtime back: there rc_collect() returns 0 and changes
+ * nothing, rc_leak_report() returns rc_live_objects(), rc_dump_dot() -1.
  *
  * Checked after every op (or every `check_every` ops) and always after
  * rc_collect():
@@ -17,7 +28,11 @@
  *     in-degree from live objects + external refs + global slots (SIZE_MAX
  *     when immortal);
  *   - rc_live_objects() == objects alive by the model's dispose accounting;
- *   - finalize and dispose ran at most once per object, dispose last.
+ *   - finalize and dispose ran at most once per object, dispose last;
+ *   - with the threshold at 0 no pass ran outside rc_collect() (but for
+ *     the one a finalizer that set 0 ran in), and the program's dump and
+ *     leak report returned 0 and the live count, and freed nothing: no
+ *     pass, no finalize, no dispose.
  * After rc_collect() additionally: every unreachable object was disposed
  * exactly once (and finalized exactly once when its type has a finalizer),
  * rc_live_objects() is the reachable count, and the stats agree.
