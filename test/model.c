@@ -1155,15 +1155,8 @@ static void teardown(model *m) {
             fail(m, "finalizers keep refilling the global slots");
             return;
         }
-        for (unsigned k = 0; k < MODEL_GLOBALS; k++) {
-            if (m->gid[k] < 0)
-                continue;
-            void *old = m->gptr[k];
-            m->gid[k] = -1;
-            m->gptr[k] = NULL;
-            m->dirty = true;
-            rc_release(old);
-        }
+        for (unsigned k = 0; k < MODEL_GLOBALS; k++)
+            release_global(m, k);
         collect(m);
         if (globals_empty(m))
             break;
