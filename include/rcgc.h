@@ -140,11 +140,13 @@ RCGC_API void *rc_retain_fn(void *obj);
 RCGC_API void rc_release_fn(void *obj);
 
 #if defined(__GNUC__) || defined(__clang__)
-/** rc_set() for a typed pointer field: `RC_SET(node->next, other);` */
+/** rc_set() for a typed pointer field: `RC_SET(node->next, other);`.
+ *  `value` is evaluated first, then `lvalue`, once (it must be addressable:
+ *  not a `register` variable). */
 #define RC_SET(lvalue, value)                                                \
     do {                                                                     \
+        __typeof__(lvalue) rc__new_ = (value); /* may move the slot */      \
         __typeof__(lvalue) *rc__slot_ = &(lvalue); /* evaluated once */      \
-        __typeof__(lvalue) rc__new_ = (value);                               \
         __typeof__(lvalue) rc__old_ = *rc__slot_;                            \
         *rc__slot_ = RC__CAST(__typeof__(lvalue), rc_retain(rc__new_));     \
         rc_release(rc__old_);                                                \

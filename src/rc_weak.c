@@ -13,10 +13,13 @@
  * set, and again before reclaiming, for references its finalizers made.
  * rc_thread_exit() clears those left to survivors (wk_detach_all).
  *
+ * An object that is immortal when its first weak reference is made never
+ * dies: its handles (st NULL) are in no table and set no flag.
+ *
  * Invariants:
  *   - F_WEAK set  <=>  an entry with at least one handle exists;
- *   - a handle's obj is NULL, or a live object of handle->st whose entry
- *     lists the handle.
+ *   - a handle's obj is NULL, or an immortal object (st NULL), or a live
+ *     object of handle->st whose entry lists the handle.
  */
 #include "rc_uthash.h"
 
@@ -24,7 +27,7 @@ _Thread_local int rc_uthash_oom;
 
 struct rc_weak {
     void *obj;            /* NULL once the object is gone */
-    rc_state *st;         /* the runtime obj belongs to */
+    rc_state *st;         /* the runtime obj belongs to; NULL: immortal */
     rc_weak *prev, *next; /* the entry's handles */
 };
 
@@ -103,7 +106,15 @@ rc_weak *rc_weak_new(void *obj) {
     rc_weak *w = mem_sys_alloc(sizeof *w);
     if (w == NULL)
         return NULL;
-    wk_entry *e = wk_entry_of(st, hdr_of(obj));
+    rc__header *h = hdr_of(obj);
+    if ((h->gc & (F_IMMORTAL | F_WEAK)) == F_IMMORTAL) {
+        /* It never dies, so nothing will clear the handle: it needs no
+         * entry, nor any thread's table (a survivor of rc_thread_exit
+         * belongs to none). */
+        *w = (rc_weak){obj, NULL, NULL, NULL};
+        return w;
+    }
+    wk_entry *e = wk_entry_of(st, h);
     if (e == NULL) {
         mem_sys_free(w, sizeof *w);
         return NULL;
@@ -125,7 +136,7 @@ void *rc_weak_get(rc_weak *w) {
 void rc_weak_free(rc_weak *w) {
     if (w == NULL)
         return;
-    if (w->obj != NULL) {
+    if (w->obj != NULL && w->st != NULL) {
         wk_entry *e = wk_find(w->st, hdr_of(w->obj));
         rc_assert_internal(e != NULL);
         wk_unlink(e, w);

@@ -200,6 +200,29 @@ Test(count, rc_set_macro_evaluates_its_slot_once) {
     cr_assert_eq(rc_live_objects(), 0);
 }
 
+/* RC_SET evaluates the value before the slot: a value expression that
+ * moves the array holding the slot stores into the new array. */
+static void **g_items;
+static void *grow_items_then(void *v) {
+    void **bigger = th_must(calloc(64, sizeof *bigger), "array");
+    bigger[0] = g_items[0];
+    free(g_items);
+    g_items = bigger;
+    return v;
+}
+
+Test(count, rc_set_macro_evaluates_the_value_first) {
+    g_items = th_must(calloc(1, sizeof *g_items), "array");
+    tnode *v = rc_new(tnode, &tnode_type);
+    RC_SET(g_items[0], grow_items_then(v));
+    cr_assert_eq(g_items[0], v, "stored into the array before it moved");
+    cr_assert_eq(rc_refcount(v), 2);
+    rc_release(g_items[0]);
+    rc_release(v);
+    free(g_items);
+    cr_assert_eq(rc_live_objects(), 0);
+}
+
 Test(count, rc_auto_releases_at_scope_exit) {
 #ifdef RC_HAVE_AUTO
     {

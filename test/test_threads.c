@@ -79,6 +79,12 @@ Test(threads, thread_exit_then_reuse) {
 static tleaf *leaf; /* survivors stay reachable: never freed, not lost */
 static tnode *node, *ring;
 
+static void *weak_to_survivor(void *out) {
+    *(rc_weak **)out = rc_weak_new(node);
+    rc_thread_exit();
+    return NULL;
+}
+
 Test(threads, survivors_of_rc_thread_exit_turn_immortal) {
     leaf = th_must(rc_alloc(&tleaf_type), "leaf");
     leaf->v = 7;
@@ -91,6 +97,18 @@ Test(threads, survivors_of_rc_thread_exit_turn_immortal) {
     cr_assert_eq(rc_refcount(node), SIZE_MAX);
     cr_assert_eq(rc_refcount(ring->kid[0]), SIZE_MAX);
     cr_assert_null(rc_weak_get(w), "weak references to survivors read NULL");
+    rc_weak_free(w);
+    w = th_must(rc_weak_new(node), "a new weak reference to a survivor");
+    cr_assert_eq(rc_weak_get(w), node, "it never clears");
+    pthread_t t;
+    rc_weak *other = NULL;
+    cr_assert_eq(pthread_create(&t, NULL, weak_to_survivor, &other), 0);
+    pthread_join(t, NULL);
+    cr_assert_not_null(other, "another thread's weak reference to it");
+    cr_assert_eq(rc_weak_get(other), node);
+    rc_weak_free(other);
+    rc_weak *again = th_must(rc_weak_new(node), "a third one, after that");
+    rc_weak_free(again);
     rc_weak_free(w);
 
     rc_release(th_ring(100)); /* the thread's new runtime */
