@@ -282,8 +282,10 @@ RCGC_API int rc_set_allocator(const rc_allocator *a);
 /** Runs a final pass for the calling thread, then drops its runtime state.
  *  Objects still alive afterwards stay valid for good: they turn immortal
  *  (rc_refcount() gives SIZE_MAX; retains and releases change nothing that
- *  matters), weak references to them read NULL from then on, and they are
- *  reported as leaks when `RCGC_LEAK_REPORT` is set. Also runs when a
+ *  matters), and they are reported as leaks when `RCGC_LEAK_REPORT` is
+ *  set. The weak references made to them so far read NULL from then on;
+ *  new ones, like any to an object that is immortal when it is made, never
+ *  clear, and any thread may make them. Also runs when a
  *  thread other than the main one ends, and for the main thread at exit
  *  when `RCGC_LEAK_REPORT` is set. The thread may use the runtime again
  *  afterwards: it then gets a fresh state. */
