@@ -180,10 +180,10 @@ RCGC_API size_t rc_collect(void);
 /**
  * Sets, for the calling thread (also across rc_thread_exit()), the number of
  * buffered candidate roots that triggers an automatic pass; 0 turns
- * automatic passes off. A pass also
- * waits until the thread has allocated at least half as many objects as the
- * previous pass found alive, so that passes over a large live graph cost in
- * proportion to the work the program does.
+ * automatic passes off. A pass also waits until the thread has allocated at
+ * least half as many objects as the previous pass found alive, so that
+ * passes over a large live graph cost in proportion to the work the program
+ * does.
  */
 RCGC_API void rc_set_threshold(size_t roots);
 
@@ -285,9 +285,9 @@ RCGC_API int rc_set_allocator(const rc_allocator *a);
  *  matters), and they are reported as leaks when `RCGC_LEAK_REPORT` is
  *  set. The weak references made to them so far read NULL from then on;
  *  new ones, like any to an object that is immortal when it is made, never
- *  clear, and any thread may make them. Also runs when a
- *  thread other than the main one ends, and for the main thread at exit
- *  when `RCGC_LEAK_REPORT` is set. The thread may use the runtime again
+ *  clear, and any thread may make them. Also runs when a thread other than
+ *  the main one ends, and for the main thread at exit when
+ *  `RCGC_LEAK_REPORT` is set. The thread may use the runtime again
  *  afterwards: it then gets a fresh state. */
 RCGC_API void rc_thread_exit(void);
 

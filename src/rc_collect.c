@@ -86,16 +86,14 @@ void gc_buffer(rc_state *st, rc__header *h) {
         goto policy;
     }
     if (unlikely(st->nroots == st->roots_cap) && !roots_grow(st)) {
-        if (st->threshold != 0) {
-            h->rc++; /* held: the pass cannot free it */
-            gc_maybe_collect(st);
-            if (--h->rc == 0) { /* it freed what alone referred to h */
-                rc__release_zero(h);
-                return;
-            }
-            if (h->gc & F_BUFFERED) /* a release in the pass buffered it */
-                return;
+        h->rc++; /* held: the pass cannot free it */
+        gc_maybe_collect(st);
+        if (--h->rc == 0) { /* it freed what alone referred to h */
+            rc__release_zero(h);
+            return;
         }
+        if (h->gc & F_BUFFERED) /* a release in the pass buffered it */
+            return;
         if (st->nroots == st->roots_cap) {
             st->roots_lost = true;
             return;
@@ -110,7 +108,7 @@ policy:
     st->pass_due = true;
     gc_maybe_collect(st);
 #else
-    if (unlikely(st->nroots >= st->threshold) && st->threshold != 0 &&
+    if (unlikely(st->nroots >= rc_tls_threshold) && rc_tls_threshold != 0 &&
         st->stats.objects_allocated - st->debt_mark >= st->min_debt)
         gc_maybe_collect(st);
 #endif
@@ -687,7 +685,7 @@ void gc_maybe_collect(rc_state *st) {
         return;
     }
     st->pass_due = false;
-    if (st->threshold != 0 || RCGC_STRESS)
+    if (rc_tls_threshold != 0 || RCGC_STRESS)
         gc_pass_run(st);
 }
 
@@ -710,8 +708,4 @@ size_t rc_collect(void) {
 
 /* A setting of the thread, kept across rc_thread_exit(); it makes no state
  * (which would take memory before rc_set_allocator could run). */
-void rc_set_threshold(size_t roots) {
-    rc_tls_threshold = roots;
-    if (rc_tls_state != NULL)
-        rc_tls_state->threshold = roots;
-}
+void rc_set_threshold(size_t roots) { rc_tls_threshold = roots; }

@@ -257,7 +257,6 @@ typedef struct rc_state {
     /* candidate-root buffer */
     rc__header **roots;
     size_t nroots, roots_cap;
-    size_t threshold;        /* base threshold; 0 = automatic passes off */
     uint64_t debt_mark;      /* objects_allocated at the end of the last pass */
     uint64_t min_debt;       /* allocations a pass must be paid for by */
 
@@ -301,8 +300,9 @@ static inline uint64_t st_block_bytes(const rc_state *st) {
 /* initial-exec: one instruction to reach, also from the shared library. */
 extern _Thread_local rc_state *rc_tls_state
     __attribute__((tls_model("initial-exec")));
-/* rc_set_threshold's value for the thread's states, made or to be made. */
-extern _Thread_local size_t rc_tls_threshold;
+/* The thread's rc_set_threshold() setting; 0 = automatic passes off. */
+extern _Thread_local size_t rc_tls_threshold
+    __attribute__((tls_model("initial-exec")));
 rc_state *st_create(void);
 
 static inline rc_state *st_get(void) {

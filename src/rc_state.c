@@ -14,7 +14,8 @@
 
 _Thread_local rc_state *rc_tls_state
     __attribute__((tls_model("initial-exec")));
-_Thread_local size_t rc_tls_threshold = RC_DEFAULT_THRESHOLD;
+_Thread_local size_t rc_tls_threshold
+    __attribute__((tls_model("initial-exec"))) = RC_DEFAULT_THRESHOLD;
 
 static pthread_key_t st_key;
 static pthread_once_t st_key_once = PTHREAD_ONCE_INIT;
@@ -38,7 +39,6 @@ rc_state *st_create(void) {
     if (st == NULL)
         return NULL;
     memset(st, 0, sizeof *st);
-    st->threshold = rc_tls_threshold;
     if (key_ok)
         pthread_setspecific(st_key, st);
     rc_tls_state = st;
