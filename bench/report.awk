@@ -348,6 +348,10 @@ function table_targets(    i, r, d, n, b, v) {
             reference("W1 rcgc / mimalloc-rc (same 16-byte header), " d,
                       ratio_num(med(r, "ms"), med(b, "ms")),
                       ratio_num(med(r, "cpu_ms"), med(b, "cpu_ms")))
+            b = rowkey("w1", "slab-rc", d)
+            reference("W1 rcgc / slab-rc (the API's bare semantics), " d,
+                      ratio_num(med(r, "ms"), med(b, "ms")),
+                      ratio_num(med(r, "cpu_ms"), med(b, "cpu_ms")))
         }
         if (wl_of(r) == "w2" && impl_of(r) == "rcgc" && param(r, "r") * param(r, "k") == 1000000)
             target("W2 rcgc drop+collect per object, R=" param(r, "r") " K=" param(r, "k"),

@@ -162,7 +162,7 @@ define_jobs() {
     local d impl n m s
     if selected w1; then
         for d in "${W1_DEPTHS[@]}"; do
-            for impl in rcgc rcgc_set rcgc_acyclic malloc mimalloc mimalloc_rc boehm; do
+            for impl in rcgc rcgc_set rcgc_acyclic malloc mimalloc mimalloc_rc slab_rc boehm; do
                 job w1 "${impl//_/-}" "depth=$d" "w1_$impl" "$d"
             done
         done

@@ -11,6 +11,14 @@
  *                 a 16-byte header holding the count before each node; a
  *                 drop decrements it and frees the subtree at zero (what an
  *                 rcgc node costs in memory traffic, without the runtime)
+ *   slab-rc       the least the API's semantics need, with none of rcgc's
+ *                 bookkeeping: rcgc's 16-byte header, zeroed payloads, death
+ *                 through the type's trace and a visitor (both called
+ *                 through pointers) and a pending list threaded through the
+ *                 headers, on a bare LIFO free list of 32-byte blocks. No
+ *                 statistics, size classes, span accounting, hooks, weak
+ *                 references or threads: what rcgc's own work costs is the
+ *                 distance between its row and this one
  *   boehm         never freed; the collector finds the garbage
  *
  * Usage: w1_<impl> [depth]   (default 18) */
@@ -114,6 +122,103 @@ static void drop_tree(Node *t) {
         drop_tree(t->right);
     }
     bench_rc_free(t);
+}
+
+#elif defined(BENCH_IMPL_SLAB_RC)
+#define IMPL_NAME "slab-rc"
+
+typedef void (*slab_visit_fn)(void *child, void *ctx);
+typedef struct slab_type {
+    size_t size;
+    void (*trace)(void *obj, slab_visit_fn visit, void *ctx);
+} slab_type;
+typedef struct slab_header {
+    uint32_t rc, flags; /* the pending link overlays both when dying */
+    const slab_type *type;
+} slab_header;
+
+enum { SLAB_BLOCK = 32, SLAB_CHUNK = 1 << 20, SLAB_NOBUFFER = 0x61 };
+static char *slab_bump, *slab_end;
+static void *slab_free_list;
+static slab_header *slab_pending;
+static uint64_t slab_buffered; /* decrements to non-zero: none in W1 */
+
+/* Chunks are never given back: the program ends after the last tree. */
+static void *slab_block(void) {
+    void *b = slab_free_list;
+    if (b != NULL) {
+        memcpy(&slab_free_list, b, sizeof b);
+        return b;
+    }
+    if (slab_bump == slab_end) {
+        slab_bump = bench_check_alloc(aligned_alloc(16, SLAB_CHUNK), "chunk");
+        slab_end = slab_bump + SLAB_CHUNK;
+    }
+    b = slab_bump;
+    slab_bump += SLAB_BLOCK;
+    return b;
+}
+
+/* Out of line, as rc_alloc and mi_malloc are. */
+static __attribute__((noinline)) void *slab_alloc(const slab_type *t) {
+    slab_header *h = slab_block();
+    h->rc = 1;
+    h->flags = 0;
+    h->type = t;
+    return memset(h + 1, 0, t->size);
+}
+
+static void slab_push(slab_header *h) {
+    memcpy(h, &slab_pending, sizeof slab_pending);
+    slab_pending = h;
+}
+
+static void slab_visit(void *child, void *ctx) {
+    (void)ctx;
+    if (child == NULL)
+        return;
+    slab_header *h = (slab_header *)child - 1;
+    if (--h->rc == 0)
+        slab_push(h);
+    else if (!(h->flags & SLAB_NOBUFFER))
+        slab_buffered++;
+}
+
+static __attribute__((noinline)) void slab_drain(void) {
+    slab_header *h;
+    while ((h = slab_pending) != NULL) {
+        memcpy(&slab_pending, h, sizeof slab_pending);
+        const slab_type *t = h->type;
+        if (t->trace != NULL)
+            t->trace(h + 1, slab_visit, NULL);
+        memcpy(h, &slab_free_list, sizeof slab_free_list);
+        slab_free_list = h;
+    }
+}
+
+static void slab_trace(void *obj, slab_visit_fn visit, void *ctx) {
+    Node *n = obj;
+    visit(n->left, ctx);
+    visit(n->right, ctx);
+}
+
+static const slab_type slab_node_type = {sizeof(Node), slab_trace};
+
+static Node *new_node(Node *l, Node *r) {
+    Node *p = slab_alloc(&slab_node_type);
+    p->left = l; /* transfer, as in the rcgc row */
+    p->right = r;
+    return p;
+}
+
+static void drop_tree(Node *t) {
+    slab_header *h = (slab_header *)t - 1;
+    if (--h->rc == 0) {
+        slab_push(h);
+        slab_drain();
+    } else if (!(h->flags & SLAB_NOBUFFER)) {
+        slab_buffered++;
+    }
 }
 
 #elif defined(BENCH_IMPL_BOEHM)
