@@ -169,7 +169,7 @@ static __attribute__((noinline)) void *slab_alloc(const slab_type *t) {
 }
 
 static void slab_push(slab_header *h) {
-    memcpy(h, &slab_pending, sizeof slab_pending);
+    memcpy(h, &slab_pending, sizeof(void *));
     slab_pending = h;
 }
 
@@ -187,7 +187,7 @@ static void slab_visit(void *child, void *ctx) {
 static __attribute__((noinline)) void slab_drain(void) {
     slab_header *h;
     while ((h = slab_pending) != NULL) {
-        memcpy(&slab_pending, h, sizeof slab_pending);
+        memcpy(&slab_pending, h, sizeof(void *));
         const slab_type *t = h->type;
         if (t->trace != NULL)
             t->trace(h + 1, slab_visit, NULL);
