@@ -37,10 +37,12 @@ static int add_kid(node *p, node *kid) {
 
 int main(void) {
     node *root = rc_new(node, &node_type);       /* count 1, zeroed */
+    if (root == NULL) return 1;                  /* out of memory */
     for (int i = 0; i < 3; i++) {
         node *kid = rc_new(node, &node_type);
-        if (kid == NULL || add_kid(root, kid) != 0) return 1;
-        rc_release(kid);                         /* root keeps it alive */
+        int failed = kid == NULL || add_kid(root, kid) != 0;
+        rc_release(kid);           /* root keeps it alive; NULL is ignored */
+        if (failed) return 1;
     }
     rc_release(root);    /* root <-> kids are cycles: counting alone leaks */
     size_t freed = rc_collect();                 /* frees all 4 */

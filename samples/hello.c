@@ -38,12 +38,14 @@ static void print_stats(const char *when) {
 
 int main(void) {
     tag *shared = rc_new(tag, &tag_type);
+    if (shared == NULL)
+        return EXIT_FAILURE;
     snprintf(shared->text, sizeof shared->text, "shared");
     cell *head = NULL;
     for (int i = 0; i < 10; i++) {
         cell *c = rc_new(cell, &cell_type);
         if (c == NULL)
-            return 1;
+            return EXIT_FAILURE;
         c->next = head;                 /* the new cell takes over head */
         c->label = rc_retain(shared);   /* every cell shares the tag */
         head = c;
