@@ -50,6 +50,13 @@ void dbg_die(const char *op, const void *obj, const char *what) {
     abort();
 }
 
+/* Nothing in front of obj can be trusted, not even its type. */
+void dbg_die_foreign(const char *op, const void *obj) {
+    write_line("rcgc: %s: %p is not an rcgc object (not allocated by rcgc, "
+               "or the memory in front of it was overwritten)", op, obj);
+    abort();
+}
+
 /* A pass found more edges into `child` than its count: the trace of
  * `parent`'s type reports an edge twice, or one it does not own. */
 void dbg_bad_trace(rc__header *parent, void *child) {

@@ -33,6 +33,7 @@
 #define dbg_assert_fail      rc__dbg_assert_fail
 #define dbg_bad_trace        rc__dbg_bad_trace
 #define dbg_die              rc__dbg_die
+#define dbg_die_foreign      rc__dbg_die_foreign
 #define dbg_quarantine       rc__dbg_quarantine
 #define dbg_quarantine_flush rc__dbg_quarantine_flush
 #define gc_buffer            rc__gc_buffer
@@ -331,6 +332,9 @@ uint64_t gc_now_ns(void);
 
 rc_cold rc_noreturn void dbg_die(const char *op, const void *obj,
                                  const char *what);
+/* obj's debug prefix holds no state an rcgc object has: it was never
+ * allocated by rcgc, or the memory in front of it was overwritten. */
+rc_cold rc_noreturn void dbg_die_foreign(const char *op, const void *obj);
 rc_cold rc_noreturn void dbg_bad_trace(rc__header *parent, void *child);
 rc_cold rc_noreturn void dbg_assert_fail(const char *expr, const char *file,
                                          int line);

@@ -431,6 +431,8 @@ void obj_drain(rc_state *st) {
 static void check_live(const char *op, void *obj) {
     rc__header *h = hdr_of(obj);
     obj_debug *d = dbg_of(h);
+    if (d->state != DBG_LIVE && d->state != DBG_DYING && d->state != DBG_FREED)
+        dbg_die_foreign(op, obj);
     if (d->state == DBG_FREED)
         dbg_die(op, obj, "object already freed");
     if (d->state != DBG_LIVE || (h->rc == 0 && !(h->gc & F_IMMORTAL)))

@@ -44,6 +44,31 @@ Test(misuse, retain_of_freed_object) {
     TH_ASSERT_NO_LEAKS();
 }
 
+/* In the middle of a zeroed buffer, so the debug prefix and header that
+ * would stand in front of an object are readable and hold nothing. */
+static void *foreign_pointer(void) {
+    static _Alignas(16) unsigned char junk[256];
+    return junk + 128;
+}
+
+static void release_foreign(void *arg) {
+    (void)arg;
+    rc_release(foreign_pointer());
+}
+
+static void retain_foreign(void *arg) {
+    (void)arg;
+    rc_retain(foreign_pointer());
+}
+
+Test(misuse, release_of_a_pointer_rcgc_did_not_allocate) {
+    expect_abort(release_foreign, "rc_release", "is not an rcgc object",
+                 "not allocated by rcgc");
+    expect_abort(retain_foreign, "rc_retain", "is not an rcgc object",
+                 "not allocated by rcgc");
+    TH_ASSERT_NO_LEAKS();
+}
+
 static void self_release_finalize(void *o) { rc_release(o); }
 static const rc_type selfish = {"selfish", sizeof(tnode), th_tnode_trace,
                                 self_release_finalize, 0, NULL};
