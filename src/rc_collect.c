@@ -144,7 +144,7 @@ static void rebuffer_block(void *block, unsigned kind, void *ctx) {
 }
 
 static void gc_rebuffer_all(rc_state *st) {
-    while (st->roots_cap < st->live_cyclic)
+    while (st->roots_cap < st_live_cyclic(st))
         if (!roots_grow(st))
             return;
     mem_foreach(&st->heap, rebuffer_block, st);
@@ -540,9 +540,8 @@ static inline size_t gc_reclaim_member(rc_state *st, rc__header *h) {
     return obj_reclaim(st, h);
 }
 
-/* Members are cyclic objects, all of them. */
+/* Members are cyclic objects, all of them (so live_acyclic stays). */
 static void gc_count_freed(rc_state *st, size_t n, uint64_t bytes) {
-    st->live_cyclic -= n;
     st->stats.objects_freed += n;
     st->stats.bytes_freed += bytes;
     st->stats.cycles_objects_freed += n;
@@ -621,7 +620,7 @@ static size_t gc_pass_run(rc_state *st) {
     size_t ncand = st->nroots;
     if (ncand == 0)
         return 0;
-    if (!work_reserve(st, 3 * (size_t)st->live_cyclic + 16, 0))
+    if (!work_reserve(st, 3 * (size_t)st_live_cyclic(st) + 16, 0))
         return 0;
     uint64_t t0 = gc_now_ns();
     uint64_t freed0 = st->stats.objects_freed;

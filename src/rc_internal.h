@@ -223,6 +223,15 @@ typedef struct mem_heap {
     uint64_t free_span_bytes;    /* bytes of spans idle in segments */
     uint64_t large_bytes;        /* bytes of live large blocks */
     uint64_t large_count;
+    /* Where the fast paths stop (rc_mem.c: fast_max, quick_end): the
+     * heap's own copies of process-wide bounds (lower under Valgrind), so
+     * that a fast path compares with them in one instruction. Zero until
+     * the heap's first slow allocation (which any block of it comes from)
+     * has set its class lists up. */
+    size_t fast_max, quick_end;
+    /* The class table (rc_mem.c), copied here: the fast paths find it
+     * from the heap they have at hand. */
+    uint8_t class_index[MEM_SMALL_MAX / 16];
 } mem_heap;
 
 void *mem_sys_alloc(size_t size);
@@ -255,6 +264,10 @@ void wk_detach_all(struct rc_state *st);
 /* ------------------------------------------------------ thread state */
 
 typedef struct rc_state {
+    /* first: the heap's address is the state's, which the paths that free
+     * have at hand already */
+    mem_heap heap;
+
     /* candidate-root buffer */
     rc__header **roots;
     size_t nroots, roots_cap;
@@ -264,7 +277,8 @@ typedef struct rc_state {
     /* pass work area: stacks and the garbage set, reserved per pass */
     uintptr_t *work;
     size_t work_cap;
-    uint64_t live_cyclic;    /* live objects the collector may visit */
+    uint64_t live_acyclic;   /* live objects the collector never visits
+                                (see st_live_cyclic) */
 
     /* dying objects, linked through their headers (see rc_object.c) */
     rc__header *pending;
@@ -277,7 +291,6 @@ typedef struct rc_state {
     size_t pass_finalized;   /* finalizers run by the current pass */
 
     rc_stats stats;
-    mem_heap heap;
     wk_entry *weak;          /* uthash table: object -> weak handles */
 
 #if RCGC_DEBUG
@@ -296,6 +309,15 @@ static inline uint64_t st_block_bytes(const rc_state *st) {
     n += st->quarantine_bytes;
 #endif
     return n;
+}
+
+/* Live objects the collector may visit. The runtime counts the others,
+ * whose allocations and deaths are the rarer ones in the programs that
+ * count on speed, and this figure follows from the statistics: every
+ * change to it comes with one to objects_allocated or objects_freed. */
+static inline uint64_t st_live_cyclic(const rc_state *st) {
+    return st->stats.objects_allocated - st->stats.objects_freed -
+           st->live_acyclic;
 }
 
 /* initial-exec: one instruction to reach, also from the shared library. */

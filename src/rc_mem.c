@@ -86,15 +86,9 @@ static pthread_once_t mem_vg_once = PTHREAD_ONCE_INIT;
 #if RCGC_DEBUG
 static void vg_keep_quarantine(void);
 #endif
-static _Atomic size_t mem_fast_max = MEM_SMALL_MAX;
-static _Atomic size_t mem_quick_end = QUICK_END;
 static void mem_vg_init(void) {
     static char probe;
     mem_vg = RUNNING_ON_VALGRIND && VALGRIND_MAKE_MEM_DEFINED(&probe, 1) != 0;
-    if (mem_vg) {
-        atomic_store_explicit(&mem_fast_max, 0, memory_order_relaxed);
-        atomic_store_explicit(&mem_quick_end, 0, memory_order_relaxed);
-    }
 #if RCGC_DEBUG
     if (mem_vg)
         atexit(vg_keep_quarantine);
@@ -103,14 +97,16 @@ static void mem_vg_init(void) {
 static void mem_init(void) { pthread_once(&mem_vg_once, mem_vg_init); }
 /* Blocks up to this size take the pooled fast paths: MEM_SMALL_MAX, or 0
  * while Memcheck watches, which sends every block to the tracked paths for
- * the price of the size test the fast paths make anyway. */
-static inline size_t fast_max(void) {
-    return atomic_load_explicit(&mem_fast_max, memory_order_relaxed);
-}
+ * the price of the size test the fast paths make anyway. Each heap keeps
+ * its copy, set by its first slow allocation (mem_bounds): before that it
+ * has no block to free, and a 0 sends its allocations the slow way. */
+static inline size_t fast_max(const mem_heap *mh) { return mh->fast_max; }
 /* The same bound for mem_alloc_quick's payloads, as one past the largest:
  * 0 rejects every payload, even an empty one. */
-static inline size_t quick_end(void) {
-    return atomic_load_explicit(&mem_quick_end, memory_order_relaxed);
+static inline size_t quick_end(const mem_heap *mh) { return mh->quick_end; }
+static inline void mem_bounds(mem_heap *mh) {
+    mh->fast_max = mem_vg ? 0 : MEM_SMALL_MAX;
+    mh->quick_end = mem_vg ? 0 : QUICK_END;
 }
 #define vg_on() unlikely(mem_vg)
 #define vg_block(p, n) VALGRIND_MALLOCLIKE_BLOCK((p), (n), 0, 0)
@@ -120,8 +116,14 @@ static inline size_t quick_end(void) {
 #define vg_defined(p, n) VALGRIND_MAKE_MEM_DEFINED((p), (n))
 #else
 static void mem_init(void) {}
-static inline size_t fast_max(void) { return MEM_SMALL_MAX; }
-static inline size_t quick_end(void) { return QUICK_END; }
+/* Per heap here too: zero until the heap's first slow allocation has set
+ * its class lists up (mem_heap_ready). */
+static inline size_t fast_max(const mem_heap *mh) { return mh->fast_max; }
+static inline size_t quick_end(const mem_heap *mh) { return mh->quick_end; }
+static inline void mem_bounds(mem_heap *mh) {
+    mh->fast_max = MEM_SMALL_MAX;
+    mh->quick_end = QUICK_END;
+}
 #define vg_on() 0
 #define vg_block(p, n) ((void)0)
 #define vg_unblock(p) ((void)0)
@@ -224,9 +226,13 @@ static const uint8_t class_index[MEM_SMALL_MAX / 16] = {
 _Static_assert(MEM_SMALL_MAX == 2048 && MEM_CLASSES == 24,
                "class tables cover 16..2048 bytes");
 
-static inline unsigned class_of(size_t size) {
+/* The class of `size` bytes by `index`: class_index or a heap's copy. */
+static inline unsigned class_by(const uint8_t *index, size_t size) {
     rc_assert_internal(size > 0 && size <= MEM_SMALL_MAX);
-    return class_index[(size - 1) >> 4];
+    return index[(size - 1) >> 4];
+}
+static inline unsigned class_of(size_t size) {
+    return class_by(class_index, size);
 }
 
 /* ------------------------------------------------------- spans */
@@ -287,20 +293,47 @@ static span_geom span_geometry(const mem_span *sp) {
     return g;
 }
 
+/* The head of an empty class list: a span with no slot at hand (no free
+ * slot, an empty run), so that the allocation fast paths test for a slot
+ * without testing for a span first. Never written. A heap's lists hold it
+ * from its first slow allocation on (mem_heap_ready); before that, the
+ * heap's zero bounds keep the fast paths away from them. */
+static const mem_span span_none = {.bump = (char *)&span_none,
+                                    .limit = (char *)&span_none};
+
+static inline mem_span *head_get(const mem_heap *mh, unsigned kind,
+                                 unsigned cls) {
+    mem_span *sp = mh->partial[kind][cls];
+    return sp == &span_none ? NULL : sp;
+}
+static inline void head_set(mem_heap *mh, unsigned kind, unsigned cls,
+                            mem_span *sp) {
+    mh->partial[kind][cls] = sp != NULL ? sp : (mem_span *)&span_none;
+}
+
+static void mem_heap_ready(mem_heap *mh) {
+    if (likely(mh->partial[0][0] != NULL))
+        return;
+    memcpy(mh->class_index, class_index, sizeof mh->class_index);
+    for (unsigned kind = 0; kind < MEM_KINDS; kind++)
+        for (unsigned cls = 0; cls < MEM_CLASSES; cls++)
+            head_set(mh, kind, cls, NULL);
+}
+
 /* The only span on its class's list carries SPAN_ALONE in `used`, so that
  * emptying it (kept, to avoid thrash) never takes the free path's slow
  * branch: a loop allocating and freeing one object stays on the fast path. */
 static void partial_push(mem_heap *mh, mem_span *sp) {
-    mem_span **head = &mh->partial[sp->kind][sp->cls];
+    mem_span *head = head_get(mh, sp->kind, sp->cls);
     sp->prev = NULL;
-    sp->next = *head;
-    if (*head == NULL)
+    sp->next = head;
+    if (head == NULL)
         sp->used += SPAN_ALONE;
-    else if ((*head)->next == NULL)
-        (*head)->used -= SPAN_ALONE;
-    if (*head)
-        (*head)->prev = sp;
-    *head = sp;
+    else if (head->next == NULL)
+        head->used -= SPAN_ALONE;
+    if (head)
+        head->prev = sp;
+    head_set(mh, sp->kind, sp->cls, sp);
 }
 
 static void partial_remove(mem_heap *mh, mem_span *sp) {
@@ -309,10 +342,10 @@ static void partial_remove(mem_heap *mh, mem_span *sp) {
     if (sp->prev)
         sp->prev->next = sp->next;
     else
-        mh->partial[sp->kind][sp->cls] = sp->next;
+        head_set(mh, sp->kind, sp->cls, sp->next);
     if (sp->next)
         sp->next->prev = sp->prev;
-    mem_span *head = mh->partial[sp->kind][sp->cls];
+    mem_span *head = head_get(mh, sp->kind, sp->cls);
     if (head != NULL && head->next == NULL && (sp->prev || sp->next))
         head->used += SPAN_ALONE;
     sp->prev = sp->next = NULL;
@@ -529,7 +562,7 @@ static void span_idle(mem_heap *mh, mem_span *sp) {
 void mem_trim(mem_heap *mh) {
     for (unsigned kind = 0; kind < MEM_KINDS; kind++)
         for (unsigned cls = 0; cls < MEM_CLASSES; cls++) {
-            mem_span *sp = mh->partial[kind][cls];
+            mem_span *sp = head_get(mh, kind, cls);
             if (sp != NULL && sp->next == NULL && sp->used == SPAN_ALONE)
                 span_idle(mh, sp);
         }
@@ -660,7 +693,7 @@ static rc_noinline void large_free(mem_heap *mh, void *block) {
 static rc_noinline void *pool_take(mem_heap *mh, size_t size, unsigned kind) {
     unsigned cls = class_of(size);
     for (;;) {
-        mem_span *sp = mh->partial[kind][cls];
+        mem_span *sp = head_get(mh, kind, cls);
         if (sp == NULL && (sp = span_new(mh, kind, cls)) == NULL)
             return NULL;
         void *b = sp->free;
@@ -707,6 +740,8 @@ static rc_noinline void *alloc_tracked(mem_heap *mh, size_t size,
  * Memcheck watches. */
 static rc_noinline void *alloc_slow(mem_heap *mh, size_t size, unsigned kind) {
     mem_init();
+    mem_heap_ready(mh);
+    mem_bounds(mh);
     if (size > MEM_SMALL_MAX)
         return large_alloc(mh, size, kind);
     if (vg_on())
@@ -714,13 +749,15 @@ static rc_noinline void *alloc_slow(mem_heap *mh, size_t size, unsigned kind) {
     return pool_take(mh, size, kind);
 }
 
-/* A slot of the head span of the class, or NULL if it has none at hand. */
+/* A slot of the head span of the class, or NULL if it has none at hand.
+ * Only for a heap whose lists are set up (non-zero bounds): an empty list
+ * holds span_none. */
 static inline void *pool_pop(mem_heap *mh, size_t size, unsigned kind) {
-    mem_span *sp = mh->partial[kind][class_of(size)];
+    mem_span *sp = mh->partial[kind][class_by(mh->class_index, size)];
     void *b;
-    if (likely(sp != NULL) && likely((b = sp->free) != NULL)) {
+    if (likely((b = sp->free) != NULL)) {
         sp->free = link_load(b);
-    } else if (likely(sp != NULL) && likely(sp->bump < sp->limit)) {
+    } else if (likely(sp->bump < sp->limit)) {
         b = sp->bump;
         sp->bump += sp->block;
     } else {
@@ -732,14 +769,14 @@ static inline void *pool_pop(mem_heap *mh, size_t size, unsigned kind) {
 }
 
 void *mem_alloc_quick(mem_heap *mh, size_t payload) {
-    if (unlikely(payload >= quick_end()))
+    if (unlikely(payload >= quick_end(mh)))
         return NULL;
     return pool_pop(mh, payload + QUICK_FIXED, MEM_PLAIN);
 }
 
 void *mem_alloc(mem_heap *mh, size_t size, unsigned kind) {
     void *b;
-    if (likely(size <= fast_max()) && likely((b = pool_pop(mh, size, kind))))
+    if (likely(size <= fast_max(mh)) && likely((b = pool_pop(mh, size, kind))))
         return b;
     return alloc_slow(mh, size, kind);
 }
@@ -791,7 +828,7 @@ rc_lto_inline void mem_free_pooled(mem_heap *mh, void *block) {
 }
 
 rc_lto_inline void mem_free(mem_heap *mh, void *block, size_t size) {
-    if (unlikely(size > fast_max())) {
+    if (unlikely(size > fast_max(mh))) {
         free_other(mh, block, size);
         return;
     }
@@ -871,7 +908,8 @@ void mem_release_all(mem_heap *mh) {
     }
     while (mh->spare)
         spare_free(mh);
-    memset(mh->partial, 0, sizeof mh->partial);
+    memset(mh->partial, 0, sizeof mh->partial); /* as new: not set up */
+    mh->fast_max = mh->quick_end = 0;
     mh->span_bytes = 0;
     mh->free_span_bytes = 0;
 }

@@ -85,10 +85,10 @@ obj_alloc(const rc_type *type, size_t extra, const char *file, int line) {
         ((obj_sized *)block)->reserved = 0;
         h->gc |= F_SIZED;
     }
-    if (type_is_acyclic(type))
+    if (type_is_acyclic(type)) {
         h->gc |= F_ACYCLIC;
-    else
-        st->live_cyclic++;
+        st->live_acyclic++;
+    }
     obj_debug_init(st, h, file, line);
     zero_payload(payload_of(h), payload);
     st->stats.objects_allocated++;
@@ -105,6 +105,15 @@ static rc_noinline void *alloc_slow(const rc_type *type) {
     return obj_alloc(type, 0, NULL, 0);
 }
 
+/* The first 8 bytes of a header with these count and gc word. */
+static inline uint64_t hdr_word(uint32_t rc, uint32_t gc) {
+    _Static_assert(offsetof(rc__header, gc) == 4, "count and gc are a word");
+    rc__header h = {rc, gc, NULL};
+    uint64_t w;
+    memcpy(&w, &h, sizeof w);
+    return w;
+}
+
 #undef rc_alloc
 #undef rc_alloc_extra
 /* The common case, a small object of a thread whose heap has a slot at
@@ -117,22 +126,25 @@ void *rc_alloc(const rc_type *type) {
         void *block = mem_alloc_quick(&st->heap, type->size);
         if (likely(block != NULL)) {
             rc__header *h = hdr_of_block(block, MEM_PLAIN);
-            size_t size = DBG_PREFIX + sizeof *h + type->size;
-            /* type_is_acyclic(), with a branch only for the rare case */
-            uint32_t gc = C_BLACK | (type->flags & RC_TYPE_ACYCLIC);
-            if (unlikely(type->trace == NULL)) {
-                gc = C_BLACK | F_ACYCLIC;
+            size_t payload = type->size;
+            size_t size = DBG_PREFIX + sizeof *h + payload;
+            /* type_is_acyclic(), with the common case first: a cyclic
+             * object's count and gc word are one constant */
+            uint64_t word = hdr_word(1, C_BLACK);
+            if (unlikely((type->flags & RC_TYPE_ACYCLIC) ||
+                         type->trace == NULL)) {
+                uint32_t gc = C_BLACK | F_ACYCLIC;
                 if (!RCGC_DEBUG && type_is_plain(type))
                     gc |= F_PLAIN | (uint32_t)size << PLAIN_SIZE_SHIFT;
+                st->live_acyclic++;
+                word = hdr_word(1, gc);
             }
-            h->rc = 1;
-            h->gc = gc;
+            memcpy(h, &word, sizeof word);
             h->type = type;
-            st->live_cyclic += ~gc & F_ACYCLIC;
             st->stats.objects_allocated++;
             st->stats.bytes_allocated += size;
             obj_debug_init(st, h, NULL, 0);
-            return zero_payload(payload_of(h), type->size);
+            return zero_payload(payload_of(h), payload);
         }
     }
     return alloc_slow(type);
@@ -181,6 +193,7 @@ static inline bool is_plain(const rc__header *h) {
 }
 static inline void plain_free(rc_state *st, rc__header *h) {
     size_t size = h->gc >> PLAIN_SIZE_SHIFT;
+    st->live_acyclic--; /* a plain object is a leaf */
     st->stats.objects_freed++;
     st->stats.bytes_freed += size;
     mem_free_pooled(&st->heap, (char *)h - block_prefix(MEM_PLAIN));
@@ -282,14 +295,21 @@ void obj_release_child(rc_state *st, rc__header *c) {
 
 #if !RCGC_DEBUG
 /* A child whose count reached zero and that is plain or needs more than
- * joining the pending list. */
-static rc_noinline void release_child_slow(rc_state *st, rc__header *c) {
+ * joining the pending list. This helper and the next take visit_release's
+ * arguments as they are, so that its tail calls to them move no register. */
+static rc_noinline void release_child_slow(void *child, void *ctx) {
+    rc_state *st = ctx;
+    rc__header *c = hdr_of(child);
     if (is_plain(c)) {
         plain_free(st, c);
         return;
     }
     c->rc++;
     obj_release_child(st, c);
+}
+
+static rc_noinline void visit_buffer(void *child, void *ctx) {
+    gc_buffer(ctx, hdr_of(child));
 }
 #endif
 
@@ -306,14 +326,14 @@ static void visit_release(void *child, void *ctx) {
 #else
     if (--c->rc == 0) {
         if (unlikely(c->gc & (F_PLAIN | F_PLAIN_BUSY))) {
-            release_child_slow(st, c); /* a tail call: no frame here */
+            release_child_slow(child, ctx); /* a tail call: no frame here */
             return;
         }
         uintptr_t link = (uintptr_t)st->pending | link_bits(c->gc);
         memcpy(c, &link, sizeof link);
         st->pending = c;
     } else if (!(c->gc & F_NOBUFFER)) {
-        gc_buffer(st, c);
+        visit_buffer(child, ctx);
     }
 #endif
 }
@@ -383,7 +403,7 @@ static inline size_t obj_free(rc_state *st, rc__header *h, const rc_type *t,
                               uint32_t flags) {
     size_t size;
     void *block = obj_block(h, t, flags, &size);
-    st->live_cyclic -= ~flags & F_ACYCLIC;
+    st->live_acyclic -= flags & F_ACYCLIC;
     st->stats.objects_freed++;
     st->stats.bytes_freed += size;
     obj_give_back(st, h, flags, block, size);
@@ -407,17 +427,22 @@ void obj_drain(rc_state *st) {
         st->pending = (rc__header *)(link & ~(uintptr_t)F_LINKED);
         uint32_t flags = link_flags(link); /* the header stays a link */
         const rc_type *t = h->type;
-        if (unlikely(t->finalize != NULL) && !(flags & F_FINALIZED)) {
-            h->rc = 0;
-            h->gc = C_BLACK | flags;
-            if (obj_finalize(st, h))
-                continue; /* resurrected */
-            flags = h->gc;
-        }
-        if (t->trace)
+        /* One test for both hooks: most types have neither. */
+        if (unlikely(((uintptr_t)t->finalize | (uintptr_t)t->dispose) != 0)) {
+            if (t->finalize != NULL && !(flags & F_FINALIZED)) {
+                h->rc = 0;
+                h->gc = C_BLACK | flags;
+                if (obj_finalize(st, h))
+                    continue; /* resurrected */
+                flags = h->gc;
+            }
+            if (t->trace)
+                t->trace(payload_of(h), visit_release, st);
+            if (t->dispose)
+                t->dispose(payload_of(h));
+        } else if (t->trace) {
             t->trace(payload_of(h), visit_release, st);
-        if (t->dispose)
-            t->dispose(payload_of(h));
+        }
         obj_free(st, h, t, flags);
     }
     st->freeing = false;
