@@ -95,6 +95,22 @@ static void mem_vg_init(void) {
 #endif
 }
 static void mem_init(void) { pthread_once(&mem_vg_once, mem_vg_init); }
+#define vg_on() unlikely(mem_vg)
+#define vg_block(p, n) VALGRIND_MALLOCLIKE_BLOCK((p), (n), 0, 0)
+#define vg_unblock(p) VALGRIND_FREELIKE_BLOCK((p), 0)
+#define vg_noaccess(p, n) VALGRIND_MAKE_MEM_NOACCESS((p), (n))
+#define vg_undefined(p, n) VALGRIND_MAKE_MEM_UNDEFINED((p), (n))
+#define vg_defined(p, n) VALGRIND_MAKE_MEM_DEFINED((p), (n))
+#else
+static void mem_init(void) {}
+#define vg_on() 0
+#define vg_block(p, n) ((void)0)
+#define vg_unblock(p) ((void)0)
+#define vg_noaccess(p, n) ((void)0)
+#define vg_undefined(p, n) ((void)0)
+#define vg_defined(p, n) ((void)0)
+#endif
+
 /* Blocks up to this size take the pooled fast paths: MEM_SMALL_MAX, or 0
  * while Memcheck watches, which sends every block to the tracked paths for
  * the price of the size test the fast paths make anyway. Each heap keeps
@@ -105,32 +121,9 @@ static inline size_t fast_max(const mem_heap *mh) { return mh->fast_max; }
  * 0 rejects every payload, even an empty one. */
 static inline size_t quick_end(const mem_heap *mh) { return mh->quick_end; }
 static inline void mem_bounds(mem_heap *mh) {
-    mh->fast_max = mem_vg ? 0 : MEM_SMALL_MAX;
-    mh->quick_end = mem_vg ? 0 : QUICK_END;
+    mh->fast_max = vg_on() ? 0 : MEM_SMALL_MAX;
+    mh->quick_end = vg_on() ? 0 : QUICK_END;
 }
-#define vg_on() unlikely(mem_vg)
-#define vg_block(p, n) VALGRIND_MALLOCLIKE_BLOCK((p), (n), 0, 0)
-#define vg_unblock(p) VALGRIND_FREELIKE_BLOCK((p), 0)
-#define vg_noaccess(p, n) VALGRIND_MAKE_MEM_NOACCESS((p), (n))
-#define vg_undefined(p, n) VALGRIND_MAKE_MEM_UNDEFINED((p), (n))
-#define vg_defined(p, n) VALGRIND_MAKE_MEM_DEFINED((p), (n))
-#else
-static void mem_init(void) {}
-/* Per heap here too: zero until the heap's first slow allocation has set
- * its class lists up (mem_heap_ready). */
-static inline size_t fast_max(const mem_heap *mh) { return mh->fast_max; }
-static inline size_t quick_end(const mem_heap *mh) { return mh->quick_end; }
-static inline void mem_bounds(mem_heap *mh) {
-    mh->fast_max = MEM_SMALL_MAX;
-    mh->quick_end = QUICK_END;
-}
-#define vg_on() 0
-#define vg_block(p, n) ((void)0)
-#define vg_unblock(p) ((void)0)
-#define vg_noaccess(p, n) ((void)0)
-#define vg_undefined(p, n) ((void)0)
-#define vg_defined(p, n) ((void)0)
-#endif
 
 /* Where the block Memcheck sees starts: at the payload, so the pointers a
  * program holds are start pointers for the leak checker (a live object is
