@@ -131,8 +131,7 @@ void *rc_alloc(const rc_type *type) {
             /* type_is_acyclic(), with the common case first: a cyclic
              * object's count and gc word are one constant */
             uint64_t word = hdr_word(1, C_BLACK);
-            if (unlikely((type->flags & RC_TYPE_ACYCLIC) ||
-                         type->trace == NULL)) {
+            if (unlikely(type_is_acyclic(type))) {
                 uint32_t gc = C_BLACK | F_ACYCLIC;
                 if (!RCGC_DEBUG && type_is_plain(type))
                     gc |= F_PLAIN | (uint32_t)size << PLAIN_SIZE_SHIFT;
@@ -428,21 +427,19 @@ void obj_drain(rc_state *st) {
         uint32_t flags = link_flags(link); /* the header stays a link */
         const rc_type *t = h->type;
         /* One test for both hooks: most types have neither. */
-        if (unlikely(((uintptr_t)t->finalize | (uintptr_t)t->dispose) != 0)) {
-            if (t->finalize != NULL && !(flags & F_FINALIZED)) {
-                h->rc = 0;
-                h->gc = C_BLACK | flags;
-                if (obj_finalize(st, h))
-                    continue; /* resurrected */
-                flags = h->gc;
-            }
-            if (t->trace)
-                t->trace(payload_of(h), visit_release, st);
-            if (t->dispose)
-                t->dispose(payload_of(h));
-        } else if (t->trace) {
-            t->trace(payload_of(h), visit_release, st);
+        bool hooks = ((uintptr_t)t->finalize | (uintptr_t)t->dispose) != 0;
+        if (unlikely(hooks) && t->finalize != NULL &&
+            !(flags & F_FINALIZED)) {
+            h->rc = 0;
+            h->gc = C_BLACK | flags;
+            if (obj_finalize(st, h))
+                continue; /* resurrected */
+            flags = h->gc;
         }
+        if (t->trace)
+            t->trace(payload_of(h), visit_release, st);
+        if (unlikely(hooks) && t->dispose)
+            t->dispose(payload_of(h));
         obj_free(st, h, t, flags);
     }
     st->freeing = false;
