@@ -229,9 +229,6 @@ typedef struct mem_heap {
      * the heap's first slow allocation (which any block of it comes from)
      * has set its class lists up. */
     size_t fast_max, quick_end;
-    /* The class table (rc_mem.c), copied here: the fast paths find it
-     * from the heap they have at hand. */
-    uint8_t class_index[MEM_SMALL_MAX / 16];
 } mem_heap;
 
 void *mem_sys_alloc(size_t size);

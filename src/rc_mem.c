@@ -219,13 +219,9 @@ static const uint8_t class_index[MEM_SMALL_MAX / 16] = {
 _Static_assert(MEM_SMALL_MAX == 2048 && MEM_CLASSES == 24,
                "class tables cover 16..2048 bytes");
 
-/* The class of `size` bytes by `index`: class_index or a heap's copy. */
-static inline unsigned class_by(const uint8_t *index, size_t size) {
-    rc_assert_internal(size > 0 && size <= MEM_SMALL_MAX);
-    return index[(size - 1) >> 4];
-}
 static inline unsigned class_of(size_t size) {
-    return class_by(class_index, size);
+    rc_assert_internal(size > 0 && size <= MEM_SMALL_MAX);
+    return class_index[(size - 1) >> 4];
 }
 
 /* ------------------------------------------------------- spans */
@@ -307,7 +303,6 @@ static inline void head_set(mem_heap *mh, unsigned kind, unsigned cls,
 static void mem_heap_ready(mem_heap *mh) {
     if (likely(mh->partial[0][0] != NULL))
         return;
-    memcpy(mh->class_index, class_index, sizeof mh->class_index);
     for (unsigned kind = 0; kind < MEM_KINDS; kind++)
         for (unsigned cls = 0; cls < MEM_CLASSES; cls++)
             head_set(mh, kind, cls, NULL);
@@ -746,7 +741,7 @@ static rc_noinline void *alloc_slow(mem_heap *mh, size_t size, unsigned kind) {
  * Only for a heap whose lists are set up (non-zero bounds): an empty list
  * holds span_none. */
 static inline void *pool_pop(mem_heap *mh, size_t size, unsigned kind) {
-    mem_span *sp = mh->partial[kind][class_by(mh->class_index, size)];
+    mem_span *sp = mh->partial[kind][class_of(size)];
     void *b;
     if (likely((b = sp->free) != NULL)) {
         sp->free = link_load(b);
