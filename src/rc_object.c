@@ -416,31 +416,57 @@ size_t obj_reclaim(rc_state *st, rc__header *h) {
     return size;
 }
 
+/* The death of a pending object of a type without hooks, in a block
+ * without size prefix, with `flags` a constant: inlined once per value. */
+static inline __attribute__((always_inline)) void
+drain_plain(rc_state *st, rc__header *h, const rc_type *t, uint32_t flags) {
+    if (t->trace)
+        t->trace(payload_of(h), visit_release, st);
+    obj_free(st, h, t, flags);
+}
+
+/* Any other death: hooks to run, a size prefix, or a finalizer that ran
+ * (and resurrected the object) before. */
+static rc_noinline void drain_one(rc_state *st, rc__header *h,
+                                  const rc_type *t, uint32_t flags) {
+    if (t->finalize != NULL && !(flags & F_FINALIZED)) {
+        h->rc = 0;
+        h->gc = C_BLACK | flags;
+        if (obj_finalize(st, h))
+            return; /* resurrected */
+        flags = h->gc;
+    }
+    if (t->trace)
+        t->trace(payload_of(h), visit_release, st);
+    if (t->dispose)
+        t->dispose(payload_of(h));
+    obj_free(st, h, t, flags);
+}
+
 /* Frees every pending object; objects killed meanwhile join the list. */
 void obj_drain(rc_state *st) {
     st->freeing = true;
     rc__header *h;
     while ((h = st->pending) != NULL) {
-        uintptr_t link;
+        uintptr_t link; /* the header stays a link */
         memcpy(&link, h, sizeof link);
-        st->pending = (rc__header *)(link & ~(uintptr_t)F_LINKED);
-        uint32_t flags = link_flags(link); /* the header stays a link */
         const rc_type *t = h->type;
         /* One test for both hooks: most types have neither. */
         bool hooks = ((uintptr_t)t->finalize | (uintptr_t)t->dispose) != 0;
-        if (unlikely(hooks) && t->finalize != NULL &&
-            !(flags & F_FINALIZED)) {
-            h->rc = 0;
-            h->gc = C_BLACK | flags;
-            if (obj_finalize(st, h))
-                continue; /* resurrected */
-            flags = h->gc;
+        if (likely(!(link & F_LINKED)) && likely(!hooks)) {
+            /* The common death: a cyclic object without size prefix, not
+             * finalized before, of a type without hooks. With no flag in
+             * its link, the link is the next header as it is. */
+            st->pending = (rc__header *)link;
+            drain_plain(st, h, t, 0);
+            continue;
         }
-        if (t->trace)
-            t->trace(payload_of(h), visit_release, st);
-        if (unlikely(hooks) && t->dispose)
-            t->dispose(payload_of(h));
-        obj_free(st, h, t, flags);
+        st->pending = (rc__header *)(link & ~(uintptr_t)F_LINKED);
+        uint32_t flags = link_flags(link);
+        if (!hooks && flags == F_ACYCLIC)
+            drain_plain(st, h, t, F_ACYCLIC);
+        else
+            drain_one(st, h, t, flags);
     }
     st->freeing = false;
     if (st->pass_due && !st->in_pass)
