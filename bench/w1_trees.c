@@ -159,13 +159,19 @@ static void *slab_block(void) {
     return b;
 }
 
-/* Out of line, as rc_alloc and mi_malloc are. */
-static __attribute__((noinline)) void *slab_alloc(const slab_type *t) {
+/* Out of line, as mi_malloc and rcgc's allocation entries are; the payload
+ * is zeroed inline, as rcgc's header does for a static const type, where
+ * the compiler drops the zeroing the caller's stores overwrite. */
+static __attribute__((noinline)) void *slab_block_of(const slab_type *t) {
     slab_header *h = slab_block();
     h->rc = 1;
     h->flags = 0;
     h->type = t;
-    return memset(h + 1, 0, t->size);
+    return h + 1;
+}
+
+static inline void *slab_alloc(const slab_type *t) {
+    return memset(slab_block_of(t), 0, t->size);
 }
 
 static void slab_push(slab_header *h) {

@@ -99,7 +99,11 @@ typedef struct rc_type {
 
 /**
  * Allocates a zeroed object of `type->size` payload bytes with count 1.
- * The payload is aligned to `alignof(max_align_t)`.
+ * The payload is aligned to `alignof(max_align_t)`. With GCC or Clang in a
+ * release build, a call whose descriptor the compiler can read (a `static
+ * const` one) is cheaper: the object's kind is settled at compile time and
+ * the payload is zeroed inline, where the compiler drops the zeroing of
+ * fields the caller sets right away.
  * @return a new strong reference, or NULL on allocation failure or a NULL type
  *         (nothing else changes then).
  */
@@ -320,6 +324,8 @@ RCGC_API void rc__release_zero(rc__header *h);
 RCGC_API void rc__buffer(rc__header *h);
 RCGC_API void *rc__alloc_at(const rc_type *type, size_t extra,
                             const char *file, int line);
+RCGC_API void *rc__alloc_cyclic(const rc_type *type, size_t size);
+RCGC_API void *rc__alloc_plain(const rc_type *type, size_t size);
 RCGC_API void rc__retain_checked(void *obj);
 RCGC_API void rc__release_checked(void *obj);
 
@@ -360,6 +366,37 @@ static inline void rc__auto_release(void *pp) {
 /* Debug builds record the allocation site of every object. */
 #define rc_alloc(type) rc__alloc_at((type), 0, __FILE__, __LINE__)
 #define rc_alloc_extra(type, extra) rc__alloc_at((type), (extra), __FILE__, __LINE__)
+#elif defined(__GNUC__) || defined(__clang__)
+/* Payloads of at most this many bytes are zeroed inline (below). */
+#define RC__INLINE_ZERO_MAX 256
+#define RC__KNOWN(e) __builtin_constant_p(e)
+/* rc_alloc of a descriptor the compiler can read, such as a `static const`
+ * one: its kind is decided at compile time, so the runtime does not read
+ * the descriptor to classify the object, and the payload is zeroed here,
+ * with a size the compiler knows, where it merges the zeroing with the
+ * caller's first stores to the object. Any other call is rc_alloc's. */
+static inline void *rc__alloc_inline(const rc_type *type) {
+    /* type->... is evaluated only once type is known not to be NULL (a
+     * sanitizer would check the member accesses even here). */
+    if (RC__KNOWN(type != NULL) && type != NULL && RC__KNOWN(type->size) &&
+        RC__KNOWN(type->trace == NULL) &&
+        RC__KNOWN(type->finalize == NULL) && RC__KNOWN(type->dispose == NULL) &&
+        RC__KNOWN(type->flags) && type->size <= RC__INLINE_ZERO_MAX) {
+        void *p;
+        if (type->trace != NULL && !(type->flags & RC_TYPE_ACYCLIC))
+            p = rc__alloc_cyclic(type, type->size);
+        else if (type->trace == NULL && type->finalize == NULL &&
+                 type->dispose == NULL)
+            p = rc__alloc_plain(type, type->size);
+        else
+            return (rc_alloc)(type);
+        if (RC__LIKELY(p != NULL))
+            __builtin_memset(p, 0, type->size);
+        return p;
+    }
+    return (rc_alloc)(type);
+}
+#define rc_alloc(type) rc__alloc_inline(type)
 #endif
 
 #ifdef __cplusplus

@@ -756,7 +756,7 @@ static inline void *pool_pop(mem_heap *mh, size_t size, unsigned kind) {
     return b;
 }
 
-void *mem_alloc_quick(mem_heap *mh, size_t payload) {
+rc_lto_inline void *mem_alloc_quick(mem_heap *mh, size_t payload) {
     if (unlikely(payload >= quick_end(mh)))
         return NULL;
     return pool_pop(mh, payload + QUICK_FIXED, MEM_PLAIN);

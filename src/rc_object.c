@@ -114,40 +114,76 @@ static inline uint64_t hdr_word(uint32_t rc, uint32_t gc) {
     return w;
 }
 
+/* What a new object's header says about its type. */
+enum {
+    KIND_CYCLIC, /* may be on a cycle: buffered, scanned */
+    KIND_ACYCLIC,
+    KIND_PLAIN /* acyclic, with no trace, finalize or dispose */
+};
+
+/* A small object from a slot its thread's heap has at hand, with its
+ * header written and its payload NOT zeroed; NULL if the heap has no slot
+ * at hand (or the thread no state yet). `kind` is a constant wherever the
+ * caller knows it, so that each copy keeps only its own header word. */
+static inline __attribute__((always_inline)) void *
+alloc_quick(const rc_type *type, size_t payload, unsigned kind) {
+    _Static_assert(F_ACYCLIC == RC_TYPE_ACYCLIC, "the flag is copied as is");
+    rc_state *st = rc_tls_state;
+    if (unlikely(st == NULL))
+        return NULL;
+    void *block = mem_alloc_quick(&st->heap, payload);
+    if (unlikely(block == NULL))
+        return NULL;
+    rc__header *h = hdr_of_block(block, MEM_PLAIN);
+    size_t size = DBG_PREFIX + sizeof *h + payload;
+    uint32_t gc = C_BLACK;
+    if (kind != KIND_CYCLIC) {
+        gc |= F_ACYCLIC;
+        if (!RCGC_DEBUG && kind == KIND_PLAIN)
+            gc |= F_PLAIN | (uint32_t)size << PLAIN_SIZE_SHIFT;
+        st->live_acyclic++;
+    }
+    uint64_t word = hdr_word(1, gc); /* count and gc word: one store */
+    memcpy(h, &word, sizeof word);
+    h->type = type;
+    st->stats.objects_allocated++;
+    st->stats.bytes_allocated += size;
+    obj_debug_init(st, h, NULL, 0);
+    return payload_of(h);
+}
+
 #undef rc_alloc
 #undef rc_alloc_extra
 /* The common case, a small object of a thread whose heap has a slot at
  * hand, calls nothing but memset (as a tail call, for payloads of more
  * than 64 bytes), so it needs no stack frame. */
 void *rc_alloc(const rc_type *type) {
-    _Static_assert(F_ACYCLIC == RC_TYPE_ACYCLIC, "the flag is copied as is");
-    rc_state *st = rc_tls_state;
-    if (likely(st != NULL) && likely(type != NULL)) {
-        void *block = mem_alloc_quick(&st->heap, type->size);
-        if (likely(block != NULL)) {
-            rc__header *h = hdr_of_block(block, MEM_PLAIN);
-            size_t payload = type->size;
-            size_t size = DBG_PREFIX + sizeof *h + payload;
-            /* type_is_acyclic(), with the common case first: a cyclic
-             * object's count and gc word are one constant */
-            uint64_t word = hdr_word(1, C_BLACK);
-            if (unlikely(type_is_acyclic(type))) {
-                uint32_t gc = C_BLACK | F_ACYCLIC;
-                if (!RCGC_DEBUG && type_is_plain(type))
-                    gc |= F_PLAIN | (uint32_t)size << PLAIN_SIZE_SHIFT;
-                st->live_acyclic++;
-                word = hdr_word(1, gc);
-            }
-            memcpy(h, &word, sizeof word);
-            h->type = type;
-            st->stats.objects_allocated++;
-            st->stats.bytes_allocated += size;
-            obj_debug_init(st, h, NULL, 0);
-            return zero_payload(payload_of(h), payload);
-        }
+    if (likely(type != NULL)) {
+        void *p;
+        /* type_is_acyclic(), with the common case first */
+        if (likely(!type_is_acyclic(type)))
+            p = alloc_quick(type, type->size, KIND_CYCLIC);
+        else if (type_is_plain(type))
+            p = alloc_quick(type, type->size, KIND_PLAIN);
+        else
+            p = alloc_quick(type, type->size, KIND_ACYCLIC);
+        if (likely(p != NULL))
+            return zero_payload(p, type->size);
     }
     return alloc_slow(type);
 }
+
+/* rc_alloc for types the header's inline rc_alloc classified at compile
+ * time; the caller zeroes the payload (alloc_slow zeroes it too). */
+void *rc__alloc_cyclic(const rc_type *type, size_t size) {
+    void *p = alloc_quick(type, size, KIND_CYCLIC);
+    return likely(p != NULL) ? p : alloc_slow(type);
+}
+void *rc__alloc_plain(const rc_type *type, size_t size) {
+    void *p = alloc_quick(type, size, KIND_PLAIN);
+    return likely(p != NULL) ? p : alloc_slow(type);
+}
+
 void *rc_alloc_extra(const rc_type *type, size_t extra) {
     return obj_alloc(type, extra, NULL, 0);
 }

@@ -241,6 +241,77 @@ Test(classes, every_class_aligns_payloads_to_16) {
     TH_ASSERT_NO_LEAKS();
 }
 
+/* Descriptors the compiler can read (static const) take the header's
+ * inline rc_alloc in release builds: classified at compile time, zeroed by
+ * the caller. Their objects must be what rc_alloc makes of any other type:
+ * zeroed (also in a slot just dirtied and freed), counted at their block
+ * size, typed, and freed by the death their kind calls for. */
+static void known_trace(void *obj, rc_visit_fn visit, void *ctx) {
+    void **kid = obj;
+    visit(*kid, ctx);
+}
+static void known_trace_none(void *obj, rc_visit_fn visit, void *ctx) {
+    (void)obj, (void)visit, (void)ctx; /* a payload too small for a kid */
+}
+#define KNOWN_TRACE(n) ((n) >= sizeof(void *) ? known_trace : known_trace_none)
+
+static void check_known(const rc_type *t, unsigned char *p, uint64_t bytes) {
+    cr_assert_eq((uintptr_t)p % 16, 0, "%s: aligned", t->name);
+    for (size_t i = 0; i < t->size; i++)
+        cr_assert_eq(p[i], 0, "%s: zeroed at %zu", t->name, i);
+    cr_assert_eq(rc_type_of(p), t, "%s", t->name);
+    cr_assert_eq(rc_refcount(p), 1, "%s", t->name);
+    cr_assert_eq(bytes, HDR + DBG + t->size, "%s: counted at its block size",
+                 t->name);
+}
+
+/* Allocates from T twice, dirtying and freeing the first object, so that
+ * the second one most likely takes the dirty slot; a kid of the first
+ * object is freed with it when T traces one. */
+#define CHECK_KNOWN(T)                                                       \
+    do {                                                                     \
+        for (int round = 0; round < 2; round++) {                            \
+            rc_stats s0 = th_stats();                                        \
+            unsigned char *p = th_must(rc_alloc(&(T)), (T).name);            \
+            check_known(&(T), p,                                             \
+                        th_stats().bytes_allocated - s0.bytes_allocated);    \
+            if ((T).trace != NULL && (T).size >= sizeof(void *))             \
+                *(void **)p = th_must(rc_alloc(&tleaf_type), "kid");         \
+            else                                                             \
+                memset(p, 0xa5, (T).size);                                   \
+            rc_release(p);                                                   \
+            rc_stats s1 = th_stats();                                        \
+            cr_assert_eq(s1.objects_live, s0.objects_live, "%s", (T).name);  \
+            cr_assert_eq(s1.bytes_live, s0.bytes_live, "%s", (T).name);      \
+        }                                                                    \
+    } while (0)
+
+#define KNOWN_TYPES(X) X(0) X(8) X(16) X(24) X(40) X(64) X(100) X(256) \
+    X(257) X(3000)
+#define KNOWN_DEFINE(n)                                                      \
+    static const rc_type known_cyclic_##n = {                               \
+        "cyclic" #n, n, KNOWN_TRACE(n), NULL, 0, NULL};                      \
+    static const rc_type known_plain_##n = {"plain" #n, n, NULL, NULL, 0,  \
+                                            NULL};                           \
+    static const rc_type known_acyclic_##n = {                              \
+        "acyclic" #n, n, KNOWN_TRACE(n), NULL, RC_TYPE_ACYCLIC, NULL};       \
+    static const rc_type known_hooks_##n = {                                \
+        "hooks" #n, n, NULL, th_count_finalize, 0, th_count_dispose};
+KNOWN_TYPES(KNOWN_DEFINE)
+
+Test(classes, types_known_at_compile_time) {
+    th_reset();
+#define KNOWN_CHECK(n)                                                       \
+    CHECK_KNOWN(known_cyclic_##n);                                           \
+    CHECK_KNOWN(known_plain_##n);                                            \
+    CHECK_KNOWN(known_acyclic_##n);                                          \
+    CHECK_KNOWN(known_hooks_##n);
+    KNOWN_TYPES(KNOWN_CHECK)
+    cr_assert_eq(th_finalized, 2 * 10, "each hooked object finalized once");
+    cr_assert_eq(th_disposed, 2 * 10);
+    TH_ASSERT_NO_LEAKS();
+}
+
 /* ================================================================= spans */
 
 static double now_s(void) {

@@ -244,7 +244,7 @@ void *test_immortals[4];
 /* Saturation: a count driven past 2^32-1 makes the object immortal. */
 Test(count, overflow_saturates_to_immortal) {
     th_reset();
-    tnode *n = test_immortals[0] = rc_new(tnode, &tnode_type);
+    tnode *n = test_immortals[0] = th_must(rc_new(tnode, &tnode_type), "n");
     rc__header *h = (rc__header *)n - 1;
     h->rc = UINT32_MAX - 3; /* as if 4 billion retains had happened */
     for (int i = 0; i < 10; i++)
@@ -260,7 +260,7 @@ Test(count, overflow_saturates_to_immortal) {
 
 /* Immortal objects are never freed, even when released 2^32 times. */
 Test(count, immortal_survives_count_drift_to_zero) {
-    tnode *n = test_immortals[1] = rc_new(tnode, &tnode_type);
+    tnode *n = test_immortals[1] = th_must(rc_new(tnode, &tnode_type), "n");
     rc__header *h = (rc__header *)n - 1;
     h->rc = UINT32_MAX;
     rc_retain(n);
