@@ -109,7 +109,7 @@ policy:
     gc_maybe_collect(st);
 #else
     if (unlikely(st->nroots >= rc_tls_threshold) && rc_tls_threshold != 0 &&
-        st->stats.objects_allocated - st->debt_mark >= st->min_debt)
+        st_allocated(st) - st->debt_mark >= st->min_debt)
         gc_maybe_collect(st);
 #endif
 }
@@ -540,9 +540,9 @@ static inline size_t gc_reclaim_member(rc_state *st, rc__header *h) {
     return obj_reclaim(st, h);
 }
 
-/* Members are cyclic objects, all of them (so live_acyclic stays). */
+/* Members are cyclic objects, all of them. */
 static void gc_count_freed(rc_state *st, size_t n, uint64_t bytes) {
-    st->stats.objects_freed += n;
+    st->freed[0] += n;
     st->stats.bytes_freed += bytes;
     st->stats.cycles_objects_freed += n;
     st->stats.bytes_freed_by_collector += bytes;
@@ -623,7 +623,7 @@ static size_t gc_pass_run(rc_state *st) {
     if (!work_reserve(st, 3 * (size_t)st_live_cyclic(st) + 16, 0))
         return 0;
     uint64_t t0 = gc_now_ns();
-    uint64_t freed0 = st->stats.objects_freed;
+    uint64_t freed0 = st_freed(st);
     st->in_pass = true;
     st->freeing = true;
 
@@ -664,7 +664,7 @@ static size_t gc_pass_run(rc_state *st) {
 
     size_t survivors = visited > garbage ? visited - garbage : 0;
     st->min_debt = survivors / 2;
-    st->debt_mark = st->stats.objects_allocated;
+    st->debt_mark = st_allocated(st);
     uint64_t dt = gc_now_ns() - t0;
     st->stats.collections++;
     st->stats.gc_ns_total += dt;
@@ -673,7 +673,7 @@ static size_t gc_pass_run(rc_state *st) {
     /* A pass asked for while this one ran is this one: roots buffered
      * meanwhile ask again when the next one is buffered. */
     st->pass_due = false;
-    return (size_t)(st->stats.objects_freed - freed0);
+    return (size_t)(st_freed(st) - freed0);
 }
 
 /* Runs an automatic pass now, or as soon as the current release cascade
@@ -692,7 +692,7 @@ size_t rc_collect(void) {
     rc_state *st = rc_tls_state;
     if (st == NULL || st->in_pass || st->freeing)
         return 0;
-    uint64_t freed0 = st->stats.objects_freed;
+    uint64_t freed0 = st_freed(st);
     st->pass_due = false;
     /* Until a pass neither frees nor finalizes anything: what finalizers
      * release may be new garbage even when they resurrect their object. */
@@ -702,7 +702,7 @@ size_t rc_collect(void) {
             break;
     }
     mem_trim(&st->heap); /* a quiet moment: idle memory goes back now */
-    return (size_t)(st->stats.objects_freed - freed0);
+    return (size_t)(st_freed(st) - freed0);
 }
 
 /* A setting of the thread, kept across rc_thread_exit(); it makes no state

@@ -85,13 +85,11 @@ obj_alloc(const rc_type *type, size_t extra, const char *file, int line) {
         ((obj_sized *)block)->reserved = 0;
         h->gc |= F_SIZED;
     }
-    if (type_is_acyclic(type)) {
+    if (type_is_acyclic(type))
         h->gc |= F_ACYCLIC;
-        st->live_acyclic++;
-    }
     obj_debug_init(st, h, file, line);
     zero_payload(payload_of(h), payload);
-    st->stats.objects_allocated++;
+    st->allocated[h->gc & F_ACYCLIC]++;
     st->stats.bytes_allocated += size;
     return payload_of(h);
 }
@@ -141,12 +139,11 @@ alloc_quick(const rc_type *type, size_t payload, unsigned kind) {
         gc |= F_ACYCLIC;
         if (!RCGC_DEBUG && kind == KIND_PLAIN)
             gc |= F_PLAIN | (uint32_t)size << PLAIN_SIZE_SHIFT;
-        st->live_acyclic++;
     }
     uint64_t word = hdr_word(1, gc); /* count and gc word: one store */
     memcpy(h, &word, sizeof word);
     h->type = type;
-    st->stats.objects_allocated++;
+    st->allocated[kind != KIND_CYCLIC]++;
     st->stats.bytes_allocated += size;
     obj_debug_init(st, h, NULL, 0);
     return payload_of(h);
@@ -228,8 +225,7 @@ static inline bool is_plain(const rc__header *h) {
 }
 static inline void plain_free(rc_state *st, rc__header *h) {
     size_t size = h->gc >> PLAIN_SIZE_SHIFT;
-    st->live_acyclic--; /* a plain object is a leaf */
-    st->stats.objects_freed++;
+    st->freed[1]++; /* a plain object is acyclic */
     st->stats.bytes_freed += size;
     mem_free_pooled(&st->heap, (char *)h - block_prefix(MEM_PLAIN));
 }
@@ -438,8 +434,7 @@ static inline size_t obj_free(rc_state *st, rc__header *h, const rc_type *t,
                               uint32_t flags) {
     size_t size;
     void *block = obj_block(h, t, flags, &size);
-    st->live_acyclic -= flags & F_ACYCLIC;
-    st->stats.objects_freed++;
+    st->freed[flags & F_ACYCLIC]++;
     st->stats.bytes_freed += size;
     obj_give_back(st, h, flags, block, size);
     return size;

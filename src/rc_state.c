@@ -103,6 +103,8 @@ void rc_stats_get(rc_stats *out) {
         return;
     }
     *out = st->stats;
+    out->objects_allocated = st_allocated(st);
+    out->objects_freed = st_freed(st);
     out->objects_live = out->objects_allocated - out->objects_freed;
     out->bytes_live = out->bytes_allocated - out->bytes_freed;
     out->bytes_fragmented = mem_fragmented(&st->heap, st_block_bytes(st));
@@ -110,6 +112,5 @@ void rc_stats_get(rc_stats *out) {
 
 size_t rc_live_objects(void) {
     rc_state *st = rc_tls_state;
-    return st ? (size_t)(st->stats.objects_allocated - st->stats.objects_freed)
-              : 0;
+    return st ? (size_t)(st_allocated(st) - st_freed(st)) : 0;
 }
