@@ -563,12 +563,14 @@ Test(large, blocks_over_2_kib_come_from_the_system_allocator) {
 /* A system allocator that hands out memory 8 bytes off 16-byte alignment:
  * large payloads are aligned anyway (pooled ones are: spans are aligned
  * to 64 KiB inside the segment). */
+static size_t odd_held; /* bytes handed out and not given back */
 static void *odd_alloc(size_t size, void *ud) {
     (void)ud;
     char *p = malloc(size + 16);
     if (p == NULL)
         return NULL;
     memcpy(p, &size, sizeof size);
+    odd_held += size;
     return p + 8;
 }
 static void odd_free(void *p, size_t size, void *ud) {
@@ -576,6 +578,7 @@ static void odd_free(void *p, size_t size, void *ud) {
     size_t was;
     memcpy(&was, (char *)p - 8, sizeof was);
     cr_assert_eq(was, size, "freed with the size it was allocated with");
+    odd_held -= size;
     free((char *)p - 8);
 }
 
@@ -589,6 +592,10 @@ Test(large_misaligned, payloads_aligned_with_a_misaligned_allocator) {
         rc_release(p);
     }
     TH_ASSERT_NO_LEAKS();
+    /* Thread exit gives every byte back, through the allocator's free. */
+    cr_assert_gt(odd_held, 0);
+    rc_thread_exit();
+    cr_assert_eq(odd_held, 0, "%zu bytes kept after rc_thread_exit", odd_held);
 }
 
 /* ================================================================= reuse */
