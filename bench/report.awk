@@ -162,11 +162,11 @@ function csv_row(row,    i, k, v) {
 
 # "x mimalloc-rc" compares with hand-rolled counting on mimalloc using
 # rcgc's 16-byte header: the same bytes moved, without the runtime.
-function table_w1(    i, r, base_mi, base_c, base_rc, ms) {
+function table_w1(    i, r, base_mi, base_c, base_rc, ms, ir) {
     out("")
     out("## W1 binary-trees")
     out("")
-    header(" impl | depth | ms | [min..max] | ns/node | cpu ns/node | x mimalloc | x malloc | x mimalloc-rc | peak RSS MB | Mnodes/s | ok ")
+    header(" impl | depth | ms | [min..max] | ns/node | cpu ns/node | x mimalloc | x malloc | x mimalloc-rc | peak RSS MB | Mnodes/s | Ir/node | ok ")
     for (i = 1; i <= NROWS; i++) {
         r = ROWS[i]
         if (wl_of(r) != "w1")
@@ -175,12 +175,13 @@ function table_w1(    i, r, base_mi, base_c, base_rc, ms) {
         base_mi = med(rowkey("w1", "mimalloc", params_of(r)), "ms")
         base_c = med(rowkey("w1", "malloc", params_of(r)), "ms")
         base_rc = med(rowkey("w1", "mimalloc-rc", params_of(r)), "ms")
+        ir = IR[rowkey("w1", impl_of(r), "ir=d10-d12")]
         out("| " impl_of(r) " | " param(r, "depth") " | " fmt(ms) " | " \
             spread(r, "ms") " | " fmt(med(r, "ns_per_node")) " | " \
             fmt(med(r, "cpu_ns_per_node")) " | " ratio(ms, base_mi) " | " ratio(ms, base_c) " | " \
             ratio(ms, base_rc) " | " \
             mb(med(r, "rss_kb")) " | " mps(med(r, "ns_per_node")) " | " \
-            ok_cell(r) " |")
+            (ir == "" ? "-" : ir) " | " ok_cell(r) " |")
     }
 }
 
@@ -295,7 +296,14 @@ function table_w5(    i, r, mode, size, ns, bmi, bc, bfoot, brc, ir) {
     }
 }
 
-function table_instr(    i, k, p) {
+function table_instr(    i, k, p, any) {
+    for (i = 1; i <= INSTR_N; i++) {
+        split(INSTR_ROW[i], p, SUBSEP)
+        if (p[1] == "w2")
+            any = 1
+    }
+    if (!any)
+        return
     out("")
     out("## W2-instr: instructions per object of drop+collect")
     out("")

@@ -7,7 +7,7 @@
 # Options:
 #   --runs N        runs per benchmark (default 3; at least 3 for a median)
 #   --only LIST     comma-separated subset of w1,w2,w3,w4,w5,instr (instr:
-#                   callgrind counts for whichever of w2, w4, w5 are chosen)
+#                   callgrind counts for whichever of w1, w2, w4, w5 are chosen)
 #   --no-instr      skip the callgrind instruction counts
 #   --no-install    never install missing Debian packages
 #   --timeout S     seconds one run may take (default 600, quick 120)
@@ -19,7 +19,8 @@
 # runs every benchmark round-robin, each under /usr/bin/time, and writes to
 # bench/results/ (or $RCGC_BENCH_RESULTS): results.csv (medians, min, max
 # per metric), results.md (the tables printed here), runs.tsv (every run),
-# w3.png (W3 cost per touch against N, when gnuplot is installed) and logs/.
+# instr.tsv (callgrind counts), w3.dat and w3.png (W3 cost per touch against
+# N; the plot when gnuplot is installed) and logs/.
 # Missing tools are installed with apt-get (as root, or through sudo).
 set -euo pipefail
 
@@ -309,6 +310,24 @@ instr_counts() {
             x=$(per_unit "$a" "$b" 1000000)
             printf 'w4\t%s\tmode=%s\t%s\n' $impl $m "$x" >>"$INSTR_TSV"
             say "  w4 $m: $x Ir/pair"
+        done
+    fi
+    if selected w1; then
+        # Per node built, checked and freed: the difference of two depths
+        # cancels start-up and exit; `nodes=` comes from a run outside callgrind.
+        local n1 n2
+        for impl in rcgc rcgc_set rcgc_acyclic malloc mimalloc mimalloc_rc slab_rc boehm; do
+            [ -x "$BIN/w1_$impl" ] || continue
+            n1=$("$BIN/w1_$impl" 10 | sed -n 's/.*nodes=\([0-9]*\).*/\1/p')
+            n2=$("$BIN/w1_$impl" 12 | sed -n 's/.*nodes=\([0-9]*\).*/\1/p')
+            if [ -z "$n1" ] || [ -z "$n2" ] || ! a=$(ir_of "$BIN/w1_$impl" 10) ||
+                ! b=$(ir_of "$BIN/w1_$impl" 12); then
+                say "  w1 $impl: callgrind failed"
+                continue
+            fi
+            x=$(per_unit "$a" "$b" $((n2 - n1)))
+            printf 'w1\t%s\tir=d10-d12\t%s\n' "${impl//_/-}" "$x" >>"$INSTR_TSV"
+            say "  w1 $impl: $x Ir/node"
         done
     fi
     if selected w5; then
