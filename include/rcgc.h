@@ -12,7 +12,8 @@
  * Every thread has its own runtime: an object is retained and released only on
  * the thread that allocated it.
  *
- * This header is the whole public API. Names starting with `rc__` / `RC__`
+ * This header is the whole public API but for `<rcgc/check.h>`, leak checks
+ * for a program's own tests. Names starting with `rc__` / `RC__`
  * are private: they are visible only because the inline fast paths need them,
  * and may change in any release.
  */
@@ -175,7 +176,8 @@ RCGC_API void rc_release_fn(void *obj);
  * Runs a full collection now: passes over the buffered candidate roots until
  * no garbage is left. Every object unreachable from outside is freed, and
  * the thread's idle memory beyond what its heap keeps for reuse (as many
- * idle bytes as bytes in use) goes back to the system at once.
+ * idle bytes as bytes in use, and in any case up to two 1 MiB segments'
+ * worth) goes back to the system at once.
  * @return the number of objects freed by the call; 0 when called from inside
  *         a finalizer, trace or dispose function (it then does nothing).
  */
