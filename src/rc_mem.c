@@ -447,11 +447,7 @@ static mem_span *span_init(mem_segment *seg, unsigned i, unsigned kind,
 /* Maps in the whole pages of [p, p + n) with one system call instead of a
  * page fault per 4 KiB, which costs more than the call and the zeroing
  * together. Only for the C library's allocator (an embedder's memory is
- * left as it is handed out), and not under Memcheck.
- *
- * A heap that already uses a segment's worth of spans has each new span
- * mapped in so, once per span of a segment; the price is at most one span's
- * memory more per size class. */
+ * left as it is handed out), and not under Memcheck. */
 #if defined(__linux__) && defined(MADV_POPULATE_WRITE)
 static _Atomic int populate_works = 1; /* cleared on kernels before 5.14 */
 
@@ -468,11 +464,21 @@ void mem_prefault(void *p, size_t n) {
 void mem_prefault(void *p, size_t n) { (void)p, (void)n; }
 #endif
 
+/* Maps in span i together with the idle, never-populated spans after it in
+ * its segment: the heap takes a segment's spans in order, so they are the
+ * next ones it will use, and one call for up to 1 MiB costs less than one
+ * per span (W5 allocation phase: 4 % faster, median of 11 alternating runs
+ * of 10M objects). What it can map in ahead is at most one segment's worth,
+ * the rest of the segment the heap is filling. */
 static void span_populate(const mem_heap *mh, mem_segment *seg, unsigned i) {
     if (mh->span_bytes < SEG_SPAN_BYTES || (seg->touched & (1u << i)))
         return;
-    seg->touched |= 1u << i;
-    mem_prefault(seg_span(seg, i), MEM_SPAN_SIZE);
+    unsigned n = 1;
+    while (i + n < MEM_SEGMENT_SPANS &&
+           (seg->idle & ~seg->touched & (1u << (i + n))))
+        n++;
+    seg->touched |= (uint32_t)((1ull << n) - 1) << i;
+    mem_prefault(seg_span(seg, i), (size_t)n * MEM_SPAN_SIZE);
 }
 
 static rc_noinline mem_span *span_new(mem_heap *mh, unsigned kind,

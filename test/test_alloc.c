@@ -793,3 +793,46 @@ Test(populate, big_heaps_map_new_spans_in_at_once, .timeout = 60) {
     free(objs);
     TH_ASSERT_NO_LEAKS();
 }
+
+static long minor_faults(void) {
+    struct rusage ru;
+    cr_assert_eq(getrusage(RUSAGE_SELF, &ru), 0, "getrusage");
+    return ru.ru_minflt;
+}
+
+/* The call that maps in a new span maps in the idle spans after it in its
+ * segment too: of six fresh spans taken one after the other, at most one
+ * (the first of a new segment) faults pages in, where one call per span
+ * would fault all six. (Not under AddressSanitizer, whose
+ * shadow pages fault in as the spans are poisoned.) */
+Test(populate, a_new_span_maps_in_the_spans_after_it, .timeout = 60) {
+#ifdef TA_ASAN
+    cr_skip_test("AddressSanitizer faults shadow pages in");
+    return;
+#endif
+    if (RUNNING_ON_VALGRIND || !kernel_populates()) {
+        cr_skip_test("needs Linux 5.14 and no Memcheck");
+        return;
+    }
+    const size_t block = 64, warm = (2u << 20) / block;
+    void **objs = th_must(malloc(warm * sizeof *objs), "table");
+    const rc_type *t = type_of_size(block - HDR - DBG);
+    for (size_t i = 0; i < warm; i++)
+        objs[i] = th_must(rc_alloc(t), "t");
+    /* Blocks of classes the heap has not used yet: each opens a span. */
+    static const size_t fresh[] = {128, 256, 512, 768, 1536, 2048};
+    void *one[6];
+    int faulted = 0;
+    for (int k = 0; k < 6; k++) {
+        long before = minor_faults();
+        one[k] = th_must(rc_alloc(type_of_size(fresh[k] - HDR - DBG)), "one");
+        faulted += minor_faults() > before;
+    }
+    cr_assert_leq(faulted, 1, "%d of 6 fresh spans faulted pages in", faulted);
+    for (int k = 0; k < 6; k++)
+        rc_release(one[k]);
+    for (size_t i = 0; i < warm; i++)
+        rc_release(objs[i]);
+    free(objs);
+    TH_ASSERT_NO_LEAKS();
+}
