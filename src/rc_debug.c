@@ -8,8 +8,13 @@
  * Debug builds do not hand a freed object's block back at once: the header
  * and debug prefix stay readable and say "freed" (the payload is poisoned),
  * so a later rc_retain/rc_release of it is reported instead of corrupting
- * memory. The quarantine keeps the most recent DBG_QUARANTINE objects.
+ * memory. The quarantine keeps the most recently freed blocks up to a
+ * number of bytes (RCGC_QUARANTINE, default 32 MiB): a misuse of an object
+ * freed longer ago than that, whose block a new object may have taken,
+ * can go unnoticed, as with AddressSanitizer's own quarantine.
  */
+#include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -85,7 +90,42 @@ void dbg_assert_fail(const char *expr, const char *file, int line) {
 #define DBG_UNPOISON(p, n) ((void)0)
 #endif
 
-#define DBG_QUARANTINE 4096
+#define DBG_QUARANTINE_DEFAULT ((uint64_t)32 << 20)
+
+/* RCGC_QUARANTINE: bytes, with an optional K, M or G suffix; 0 turns the
+ * quarantine off. A value that does not parse is reported once and the
+ * default used. */
+static uint64_t quarantine_limit;
+static pthread_once_t quarantine_once = PTHREAD_ONCE_INIT;
+
+static void quarantine_read_env(void) {
+    quarantine_limit = DBG_QUARANTINE_DEFAULT;
+    const char *v = getenv("RCGC_QUARANTINE");
+    if (v == NULL || *v == '\0')
+        return;
+    char *end;
+    errno = 0;
+    unsigned long long n = strtoull(v, &end, 10);
+    unsigned shift = 0;
+    switch (*end) {
+    case 'k': case 'K': shift = 10; end++; break;
+    case 'm': case 'M': shift = 20; end++; break;
+    case 'g': case 'G': shift = 30; end++; break;
+    default: break;
+    }
+    if (*v < '0' || *v > '9' || *end != '\0' || errno != 0 ||
+        n > (UINT64_MAX >> shift)) {
+        write_line("rcgc: RCGC_QUARANTINE: bad size '%s' (bytes, or with a "
+                   "K, M or G suffix); using 32M", v);
+        return;
+    }
+    quarantine_limit = (uint64_t)n << shift;
+}
+
+uint64_t dbg_quarantine_limit(void) {
+    pthread_once(&quarantine_once, quarantine_read_env);
+    return quarantine_limit;
+}
 
 /* The header and debug prefix stay intact (block_size() still answers);
  * the payload is filled with 0xdb and poisoned. */
@@ -102,18 +142,18 @@ void dbg_quarantine(rc_state *st, rc__header *h, size_t size) {
         st->quarantine_head = d;
     st->quarantine_tail = d;
     st->quarantine_bytes += size;
-    if (++st->quarantine_len > DBG_QUARANTINE)
-        dbg_quarantine_flush(st, DBG_QUARANTINE);
+    if (st->quarantine_bytes > st->quarantine_max)
+        dbg_quarantine_flush(st, st->quarantine_max);
 }
 
-/* Hands the oldest quarantined blocks back until `keep` remain. */
-void dbg_quarantine_flush(rc_state *st, size_t keep) {
-    while (st->quarantine_len > keep) {
+/* Hands the oldest quarantined blocks back until at most `keep` bytes of
+ * them remain. */
+void dbg_quarantine_flush(rc_state *st, uint64_t keep) {
+    while (st->quarantine_bytes > keep) {
         obj_debug *d = st->quarantine_head;
         st->quarantine_head = d->qnext;
         if (st->quarantine_head == NULL)
             st->quarantine_tail = NULL;
-        st->quarantine_len--;
         rc__header *h = (rc__header *)(d + 1);
         size_t size = block_size(h);
         st->quarantine_bytes -= size;

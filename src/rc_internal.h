@@ -36,6 +36,7 @@
 #define dbg_die_foreign      rc__dbg_die_foreign
 #define dbg_quarantine       rc__dbg_quarantine
 #define dbg_quarantine_flush rc__dbg_quarantine_flush
+#define dbg_quarantine_limit rc__dbg_quarantine_limit
 #define gc_buffer            rc__gc_buffer
 #define gc_forget_roots      rc__gc_forget_roots
 #define gc_maybe_collect     rc__gc_maybe_collect
@@ -297,8 +298,8 @@ typedef struct rc_state {
 
 #if RCGC_DEBUG
     obj_debug *quarantine_head, *quarantine_tail;
-    size_t quarantine_len;
-    uint64_t quarantine_bytes;
+    uint64_t quarantine_bytes; /* blocks the quarantine holds */
+    uint64_t quarantine_max;   /* and at most this many (RCGC_QUARANTINE) */
 #endif
     struct rc_state *next_orphan;
 } rc_state;
@@ -368,7 +369,8 @@ rc_cold rc_noreturn void dbg_assert_fail(const char *expr, const char *file,
                                          int line);
 #if RCGC_DEBUG
 void dbg_quarantine(rc_state *st, rc__header *h, size_t size);
-void dbg_quarantine_flush(rc_state *st, size_t keep);
+void dbg_quarantine_flush(rc_state *st, uint64_t keep);
+uint64_t dbg_quarantine_limit(void);
 #endif
 
 /* ---------------------------------------------- reports (rc_report) */

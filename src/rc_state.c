@@ -39,6 +39,9 @@ rc_state *st_create(void) {
     if (st == NULL)
         return NULL;
     memset(st, 0, sizeof *st);
+#if RCGC_DEBUG
+    st->quarantine_max = dbg_quarantine_limit();
+#endif
     if (key_ok)
         pthread_setspecific(st_key, st);
     rc_tls_state = st;

@@ -11,10 +11,9 @@
  * Larger blocks are one system allocation each, with a 32-byte prefix.
  * F = segments x 17 x 64 KiB + 32 x large blocks - bytes of pooled blocks.
  *
- * Debug builds keep the last 4096 freed objects in a quarantine before the
- * allocator sees them. settle() pushes pooled objects out of it with large
- * ones, so the same figures hold in every build, up to the 4096 large
- * blocks the quarantine then holds (QUARANTINED_LARGE).
+ * Debug builds keep freed objects in a quarantine before the allocator
+ * sees them; these suites turn it off (RCGC_QUARANTINE=0), so the same
+ * figures hold in every build.
  *
  * Every test installs a counting system allocator first (each test runs in
  * a fresh process) and ends with the leak check.
@@ -45,8 +44,6 @@
 #define SEGMENT ((size_t)17 * SPAN)
 #define SMALL_MAX ((size_t)2048)
 #define LARGE_PREFIX ((size_t)32)
-#define QUARANTINE 4096
-#define QUARANTINED_LARGE ((uint64_t)(RCGC_DEBUG ? QUARANTINE : 0))
 
 static const size_t classes[] = {16,  32,  48,  64,   80,   96,   112,  128,
                                  160, 192, 224, 256,  320,  384,  448,  512,
@@ -100,6 +97,7 @@ static const rc_allocator counting = {ca_alloc, ca_free, NULL};
 
 static void install_counting(void) {
     memset(&ca, 0, sizeof ca);
+    cr_assert_eq(setenv("RCGC_QUARANTINE", "0", 1), 0); /* read at start */
     cr_assert_eq(rc_set_allocator(&counting), 0,
                  "the allocator is set before the first allocation");
     rc_set_threshold(0);
@@ -130,24 +128,10 @@ static const rc_type *type_of_size(size_t payload) {
 static const rc_type big_type = {"big", 3000, NULL, NULL, 0, NULL};
 static const rc_type flex_type = {"flex", 0, NULL, NULL, 0, NULL};
 
-/* Debug builds: push every pooled object out of the quarantine, which then
- * holds QUARANTINE large ones. Release builds: nothing to do. */
-static void settle(void) {
-#if RCGC_DEBUG
-    for (int i = 0; i < QUARANTINE; i++)
-        rc_release(th_must(rc_alloc(&big_type), "big"));
-#endif
-}
-
 /* F with `segments` segments, `pooled` bytes of live pooled blocks and
- * `large` live large blocks, before anything was freed. */
-static uint64_t frag0(uint64_t segments, uint64_t pooled, uint64_t large) {
-    return segments * SEGMENT - pooled + large * LARGE_PREFIX;
-}
-
-/* The same after settle(). */
+ * `large` live large blocks. */
 static uint64_t frag(uint64_t segments, uint64_t pooled, uint64_t large) {
-    return frag0(segments, pooled, large + QUARANTINED_LARGE);
+    return segments * SEGMENT - pooled + large * LARGE_PREFIX;
 }
 
 /* A plain object whose block is exactly `block` bytes, or NULL when no
@@ -334,7 +318,7 @@ Test(spans, emptied_spans_and_segments_are_returned, .timeout = 60) {
         objs[i] = th_must(rc_alloc(t), "t");
     rc_stats s = th_stats();
     cr_assert_eq(ca.segments, 4, "four segments for %zu blocks", n);
-    cr_assert_eq(s.bytes_fragmented, frag0(4, n * block, 0));
+    cr_assert_eq(s.bytes_fragmented, frag(4, n * block, 0));
     uint64_t peak = ca.held;
     double t0 = now_s();
     for (size_t i = 0; i < n; i++)
@@ -342,16 +326,13 @@ Test(spans, emptied_spans_and_segments_are_returned, .timeout = 60) {
     if (now_s() - t0 < 0.5) /* a slow machine may see the delay pass */
         cr_assert_eq(ca.segments, 4, "kept during the burst: %" PRIu64,
                      ca.segments);
-    settle();
     rc_collect();
     s = th_stats();
     cr_assert_leq(ca.segments, 2, "segments left: %" PRIu64, ca.segments);
     cr_assert_eq(s.bytes_fragmented, frag(ca.segments, 0, 0));
-    if (!RCGC_DEBUG)
-        cr_assert_geq(peak - ca.held, (4 - ca.segments) * SEGMENT);
-    cr_assert_leq(ca.held - held0,
-                  2 * SEGMENT + QUARANTINED_LARGE * (3000 + HDR + DBG + 64) +
-                      65536, "held after: %" PRIu64, ca.held - held0);
+    cr_assert_geq(peak - ca.held, (4 - ca.segments) * SEGMENT);
+    cr_assert_leq(ca.held - held0, 2 * SEGMENT + 65536,
+                  "held after: %" PRIu64, ca.held - held0);
     free(objs);
     TH_ASSERT_NO_LEAKS();
 }
@@ -378,7 +359,6 @@ Test(spans, lone_empty_spans_of_many_classes_go_back_on_collect,
             rc_release(objs[k][i]);
         free(objs[k]);
     }
-    settle();
     rc_collect();
     cr_assert_leq(ca.segments, 2, "segments left: %" PRIu64, ca.segments);
     cr_assert_eq(th_stats().bytes_fragmented, frag(ca.segments, 0, 0));
@@ -401,19 +381,16 @@ Test(spans, idle_segments_kept_while_no_more_than_used, .timeout = 60) {
     for (int round = 0; round < 3; round++) {
         for (size_t i = half; i < 2 * half; i++)
             rc_release(objs[i]);
-        settle();
         cr_assert_eq(ca.segments, segs, "round %d: idle segments kept", round);
         allocs = ca.allocs;
         for (size_t i = half; i < 2 * half; i++)
             objs[i] = th_must(rc_alloc(t), "t");
         cr_assert_eq(ca.segments, segs, "round %d: no new segment", round);
-        if (!RCGC_DEBUG) /* settle() itself allocates in debug builds */
-            cr_assert_eq(ca.allocs, allocs, "round %d: no system allocation",
-                         round);
+        cr_assert_eq(ca.allocs, allocs, "round %d: no system allocation",
+                     round);
     }
     for (size_t i = 0; i < 2 * half; i++)
         rc_release(objs[i]);
-    settle();
     rc_collect();
     cr_assert_leq(ca.segments, 2, "segments left: %" PRIu64, ca.segments);
     free(objs);
@@ -432,7 +409,6 @@ Test(spans, excess_idle_segments_returned_after_a_second, .timeout = 60) {
     cr_assert_eq(ca.segments, 4);
     for (size_t i = 0; i < n; i++)
         rc_release(objs[i]);
-    settle();
     struct timespec pause = {1, 100 * 1000 * 1000};
     nanosleep(&pause, NULL);
     /* Two spans of another class, emptied: the first to go idle (not its
@@ -443,7 +419,6 @@ Test(spans, excess_idle_segments_returned_after_a_second, .timeout = 60) {
         objs[i] = th_must(rc_alloc(u), "u");
     for (size_t i = 0; i < m; i++)
         rc_release(objs[i]);
-    settle();
     cr_assert_leq(ca.segments, 2, "segments left: %" PRIu64, ca.segments);
     free(objs);
     TH_ASSERT_NO_LEAKS();
@@ -458,13 +433,12 @@ Test(spans, no_thrash_at_span_boundaries) {
     const rc_type *small = type_of_size(48 - HDR - DBG);
     for (size_t i = 0; i < per_span; i++)
         objs[i] = th_must(rc_alloc(t), "t");
-    settle();
     uint64_t allocs = ca.allocs;
     for (int round = 0; round < 1000; round++) {
         rc_release(th_must(rc_alloc(t), "extra"));
         rc_release(th_must(rc_alloc(small), "one"));
     }
-    cr_assert_leq(ca.allocs - allocs, RCGC_DEBUG ? 2000 : 0,
+    cr_assert_leq(ca.allocs - allocs, 0,
                   "system allocations: %" PRIu64, ca.allocs - allocs);
     for (size_t i = 0; i < per_span; i++)
         rc_release(objs[i]);
@@ -489,17 +463,16 @@ Test(frag, exact_figure_for_a_known_pattern) {
     void *x = th_must(rc_alloc_extra(&flex_type, 100), "extra");
     rc_stats s = th_stats();
     cr_assert_eq(ca.segments, 1);
-    cr_assert_eq(s.bytes_fragmented, frag0(1, N * b20 + bx, 2));
+    cr_assert_eq(s.bytes_fragmented, frag(1, N * b20 + bx, 2));
     cr_assert_eq(s.bytes_live, N * b20 + bx + 2 * (HDR + DBG + 3000));
 
     for (int i = 0; i < N; i += 2)
         rc_release(objs[i]);
     rc_release(big1);
-    settle();
     s = th_stats();
     cr_assert_eq(s.bytes_fragmented, frag(1, N / 2 * b20 + bx, 1));
     cr_assert_eq(s.bytes_fragmented + s.bytes_live,
-                 SEGMENT + (1 + QUARANTINED_LARGE) * LARGE_PREFIX +
+                 SEGMENT + LARGE_PREFIX +
                      (HDR + DBG + 3000),
                  "F + L: every byte held is counted once");
 
@@ -507,7 +480,6 @@ Test(frag, exact_figure_for_a_known_pattern) {
         rc_release(objs[i]);
     rc_release(big2);
     rc_release(x);
-    settle();
     cr_assert_eq(th_stats().bytes_fragmented, frag(1, 0, 0));
     TH_ASSERT_NO_LEAKS();
 }
@@ -518,10 +490,9 @@ Test(frag, class_rounding_is_slack) {
     void *a = plain_block(49);
     uint64_t f49 = th_stats().bytes_fragmented;
     rc_release(a);
-    settle();
     void *b = plain_block(64);
     uint64_t f64 = th_stats().bytes_fragmented;
-    cr_assert_eq(f49 + QUARANTINED_LARGE * LARGE_PREFIX - f64, 15);
+    cr_assert_eq(f49 - f64, 15);
     rc_release(b);
     TH_ASSERT_NO_LEAKS();
 }
@@ -546,16 +517,12 @@ Test(large, blocks_over_2_kib_come_from_the_system_allocator) {
 
     void *raw = ca.last_ptr;
     rc_release(big);
-    settle();
     rc_release(at_max);
     rc_release(warm);
-    settle();
-    if (!RCGC_DEBUG) {
-        cr_assert_eq(ca.frees, frees + 1, "released: given back at once");
-        cr_assert_eq(ca.last_freed, raw);
-        cr_assert_eq(ca.last_freed_size, SMALL_MAX + 1 + LARGE_PREFIX);
-        cr_assert_eq(ca.held, held);
-    }
+    cr_assert_eq(ca.frees, frees + 1, "released: given back at once");
+    cr_assert_eq(ca.last_freed, raw);
+    cr_assert_eq(ca.last_freed_size, SMALL_MAX + 1 + LARGE_PREFIX);
+    cr_assert_eq(ca.held, held);
     cr_assert_eq(th_stats().bytes_fragmented, frag(1, 0, 0));
     TH_ASSERT_NO_LEAKS();
 }
@@ -631,34 +598,29 @@ Test(reuse, random_order, .timeout = 60) {
     }
     for (int i = 0; i < N; i++)
         rc_release(objs[i]);
-    settle();
     rc_stats s = th_stats();
     cr_assert_eq(s.bytes_live, 0);
     cr_assert_eq(s.bytes_fragmented, frag(ca.segments, 0, 0));
     TH_ASSERT_NO_LEAKS();
 }
 
-/* The block freed last is the next one handed out (in debug builds: the
- * block the quarantine let go of last). */
+/* The block freed last is the next one handed out. */
 Test(reuse, lifo) {
     static const rc_type t = {"t", 40, NULL, NULL, 0, NULL};
     void *a = th_must(rc_alloc(&t), "a");
     void *b = th_must(rc_alloc(&t), "b");
     void *c = th_must(rc_alloc(&t), "c");
     rc_release(b);
-    settle();
     void *d = th_must(rc_alloc(&t), "d");
     cr_assert_eq(d, b);
     rc_release(a);
     rc_release(c);
-    settle();
     void *e = th_must(rc_alloc(&t), "e");
     void *f = th_must(rc_alloc(&t), "f");
     cr_assert_eq(e, c);
     cr_assert_eq(f, a);
     void *g = th_must(rc_alloc_extra(&t, 8), "g");
     rc_release(g);
-    settle();
     void *h = th_must(rc_alloc_extra(&t, 8), "h");
     cr_assert_eq(h, g, "sized blocks too");
     rc_release(d);

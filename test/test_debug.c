@@ -44,6 +44,57 @@ Test(misuse, retain_of_freed_object) {
     TH_ASSERT_NO_LEAKS();
 }
 
+/* The quarantine holds freed blocks by bytes (32 MiB unless
+ * RCGC_QUARANTINE says otherwise), not by a small count of objects: a
+ * double release after 20,000 other objects died is still reported. */
+static const rc_type other_type = {"other", 200, NULL, NULL, 0, NULL};
+static void late_double_release(void *arg) {
+    (void)arg;
+    tnode *n = rc_new(tnode, &tnode_type);
+    rc_release(n);
+    for (int i = 0; i < 20000; i++) /* another class: n's stays as it was */
+        rc_release(rc_alloc(&other_type));
+    tnode *fresh = rc_new(tnode, &tnode_type);
+    if (fresh == n) /* n's block was handed out again: nothing to catch */
+        return;
+    rc_release(n);
+}
+
+Test(misuse, release_of_an_object_freed_long_ago) {
+    expect_abort(late_double_release, "rc_release", "already freed",
+                 "'tnode'");
+    TH_ASSERT_NO_LEAKS();
+}
+
+/* RCGC_QUARANTINE=0 hands a freed block back at once (the next object of
+ * its size takes it); by default it is held. */
+static void reuse_with_quarantine(void *arg) {
+    if (arg != NULL)
+        setenv("RCGC_QUARANTINE", arg, 1);
+    tnode *a = rc_new(tnode, &tnode_type);
+    rc_release(a);
+    tnode *b = rc_new(tnode, &tnode_type);
+    fprintf(stderr, "%s\n", a == b ? "reused" : "held");
+    rc_release(b);
+}
+
+Test(quarantine, size_is_set_by_environment) {
+    cr_assert_eq(th_capture(reuse_with_quarantine, NULL, msg, sizeof msg), 0);
+    cr_assert_str_eq(msg, "held\n");
+    cr_assert_eq(th_capture(reuse_with_quarantine, "0", msg, sizeof msg), 0);
+    cr_assert_str_eq(msg, "reused\n");
+    cr_assert_eq(th_capture(reuse_with_quarantine, "1k", msg, sizeof msg), 0);
+    cr_assert_str_eq(msg, "held\n");
+    TH_ASSERT_NO_LEAKS();
+}
+
+Test(quarantine, bad_size_is_reported_once_and_the_default_used) {
+    cr_assert_eq(th_capture(reuse_with_quarantine, "12Q", msg, sizeof msg), 0);
+    cr_assert_str_eq(msg, "rcgc: RCGC_QUARANTINE: bad size '12Q' (bytes, or "
+                          "with a K, M or G suffix); using 32M\nheld\n");
+    TH_ASSERT_NO_LEAKS();
+}
+
 /* In the middle of a zeroed buffer, so the debug prefix and header that
  * would stand in front of an object are readable and hold nothing. */
 static void *foreign_pointer(void) {
