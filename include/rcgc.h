@@ -105,14 +105,16 @@ typedef struct rc_type {
  * const` one) is cheaper: the object's kind is settled at compile time and
  * the payload is zeroed inline, where the compiler drops the zeroing of
  * fields the caller sets right away.
- * @return a new strong reference, or NULL on allocation failure or a NULL type
- *         (nothing else changes then).
+ * @return a new strong reference, or NULL on allocation failure, a NULL type
+ *         or a size over PTRDIFF_MAX (nothing else changes then; such a
+ *         size never reaches the system allocator).
  */
 RCGC_API void *rc_alloc(const rc_type *type);
 
 /**
  * Like rc_alloc() with `type->size + extra` payload bytes (for flexible array
- * members). NULL also when the size cannot be represented.
+ * members). NULL also when the size cannot be represented or, with the
+ * header, exceeds PTRDIFF_MAX.
  */
 RCGC_API void *rc_alloc_extra(const rc_type *type, size_t extra);
 

@@ -644,7 +644,10 @@ static mem_large *large_raw_alloc(size_t total, size_t front) {
 static rc_noinline void *large_alloc(mem_heap *mh, size_t size,
                                      unsigned kind) {
     mem_init();
-    if (size > SIZE_MAX - sizeof(mem_large) - MEM_ALIGN)
+    /* No object can be bigger than PTRDIFF_MAX (pointer differences in it
+     * would overflow), so such a request fails here, not in the system
+     * allocator, which Valgrind and the sanitizers report it to. */
+    if (size > (size_t)PTRDIFF_MAX - sizeof(mem_large) - MEM_ALIGN)
         return NULL;
     mem_large *lg = large_raw_alloc(sizeof(mem_large) + size, vg_offset(kind));
     if (lg == NULL)

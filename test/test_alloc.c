@@ -64,6 +64,7 @@ static struct {
     uint64_t held;       /* bytes handed out and not given back */
     uint64_t allocs, frees;
     uint64_t segments;   /* allocations of exactly SEGMENT bytes, held */
+    uint64_t asks;       /* calls, the failed ones too */
     size_t last_size;
     void *last_ptr;
     void *last_freed;
@@ -72,6 +73,7 @@ static struct {
 
 static void *ca_alloc(size_t size, void *ud) {
     (void)ud;
+    ca.asks++;
     void *p = malloc(size);
     if (p == NULL)
         return NULL;
@@ -524,6 +526,23 @@ Test(large, blocks_over_2_kib_come_from_the_system_allocator) {
     cr_assert_eq(ca.last_freed_size, SMALL_MAX + 1 + LARGE_PREFIX);
     cr_assert_eq(ca.held, held);
     cr_assert_eq(th_stats().bytes_fragmented, frag(1, 0, 0));
+    TH_ASSERT_NO_LEAKS();
+}
+
+/* A size no object can have (over PTRDIFF_MAX) fails before the system
+ * allocator is asked for it. */
+Test(large, impossible_sizes_never_reach_the_system_allocator) {
+    static const rc_type t = {"t", 8, NULL, NULL, 0, NULL};
+    static const rc_type huge = {"huge", (size_t)PTRDIFF_MAX, NULL, NULL, 0,
+                                 NULL};
+    rc_release(th_must(rc_alloc(&t), "t")); /* the runtime exists */
+    uint64_t asks = ca.asks;
+    cr_assert_null(rc_alloc_extra(&t, (size_t)PTRDIFF_MAX));
+    cr_assert_null(rc_alloc_extra(&t, (size_t)PTRDIFF_MAX - 64));
+    cr_assert_null(rc_alloc_extra(&t, SIZE_MAX - 100));
+    cr_assert_null(rc_alloc(&huge));
+    cr_assert_eq(ca.asks, asks, "asked the system allocator %" PRIu64 " times",
+                 ca.asks - asks);
     TH_ASSERT_NO_LEAKS();
 }
 
