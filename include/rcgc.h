@@ -180,8 +180,12 @@ RCGC_API void rc_release_fn(void *obj);
  * the thread's idle memory beyond what its heap keeps for reuse (as many
  * idle bytes as bytes in use, and in any case up to two 1 MiB segments'
  * worth) goes back to the system at once.
+ * A pass first reserves its work array (three words per object that can
+ * be on a cycle); when that memory cannot be had, it frees nothing and the
+ * candidates stay buffered for the next call.
  * @return the number of objects freed by the call; 0 when called from inside
- *         a finalizer, trace or dispose function (it then does nothing).
+ *         a finalizer, trace or dispose function (it then does nothing), or
+ *         when the work array could not be had.
  */
 RCGC_API size_t rc_collect(void);
 

@@ -156,6 +156,25 @@ Test(oom, full_root_buffer_without_memory_runs_no_pass_when_passes_are_off) {
     cr_assert_eq(outstanding, 0);
 }
 
+/* rc_collect() reserves its work array before a pass; without memory for
+ * it the call frees nothing and keeps the candidates for the next one. */
+Test(oom, collect_without_memory_keeps_its_candidates) {
+    cr_assert_eq(rc_set_allocator(&failing), 0);
+    rc_set_threshold(0);
+    rc_release(th_ring(20)); /* garbage, buffered */
+    fail_all = true;
+    cr_assert_eq(rc_collect(), 0);
+    fail_all = false;
+    cr_assert_gt(failures, 0, "the pass asked for memory");
+    cr_assert_eq(rc_live_objects(), 20);
+    cr_assert_eq(th_finalized, 0);
+    cr_assert_eq(rc_collect(), 20, "the next call finds the ring");
+    cr_assert_eq(th_finalized, 20);
+    TH_ASSERT_NO_LEAKS();
+    rc_thread_exit();
+    cr_assert_eq(outstanding, 0);
+}
+
 /* rc_set_threshold takes no memory: the allocator can still be set after
  * it, and the thread's state, made by the first allocation, uses it. */
 Test(oom, threshold_set_before_the_allocator) {
