@@ -174,10 +174,23 @@ static int group_order(const void *pa, const void *pb) {
     return a->key.line < b->key.line ? -1 : a->key.line > b->key.line;
 }
 
+/* Writes a type name on a report line: control characters as \xNN, so a
+ * name cannot break the report's one line per group. */
+static void line_text(FILE *out, const char *s) {
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c < 0x20 || c == 0x7f)
+            fprintf(out, "\\x%02x", c);
+        else
+            fputc(c, out);
+    }
+}
+
 static void print_group(FILE *out, const leak_group *g, bool site) {
-    fprintf(out, "    %8llu bytes in %llu object%s of type %s",
+    fprintf(out, "    %8llu bytes in %llu object%s of type ",
             (unsigned long long)g->bytes, (unsigned long long)g->count,
-            plural(g->count), type_name(g->key.type));
+            plural(g->count));
+    line_text(out, type_name(g->key.type));
     if (site && g->key.file != NULL)
         fprintf(out, " allocated at %s:%ld\n", g->key.file, g->key.line);
     else if (site)

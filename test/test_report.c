@@ -440,6 +440,23 @@ Test(leak_report, equal_type_names_make_one_group) {
     TH_ASSERT_NO_LEAKS();
 }
 
+/* A type name with control characters stays on its group's line. */
+Test(leak_report, control_characters_in_names_are_escaped) {
+    static const rc_type odd = {"two\nlines\t", 8, NULL, NULL, 0, NULL};
+    void *x = th_must(rc_alloc(&odd), "odd");
+    size_t live = 0;
+    char *text = report(&live);
+    char line[128];
+    snprintf(line, sizeof line, "\n    %8" PRIu64 " bytes in 1 object of "
+             "type two\\x0alines\\x09", BLOCK(8));
+    cr_assert_eq(live, 1);
+    cr_assert_not_null(strstr(text, line), "%s", text);
+    cr_assert_null(strstr(text, "two\n"), "%s", text);
+    free(text);
+    rc_release(x);
+    TH_ASSERT_NO_LEAKS();
+}
+
 Test(leak_report, extra_bytes_and_collected_cycles) {
     tflex *f = tflex_new(6); /* 16 + 8 + 48 payload, size prefix */
     tnode *ring = th_ring(4);
