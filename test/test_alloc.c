@@ -744,6 +744,22 @@ static bool kernel_populates(void) {
 
 TestSuite(populate);
 
+/* 2 MiB of 64-byte objects: a heap past its first segment, where new spans
+ * are mapped in ahead. */
+enum { WARM_BLOCK = 64, WARM_N = (2u << 20) / WARM_BLOCK };
+static void **warm_heap(void) {
+    void **objs = th_must(malloc(WARM_N * sizeof *objs), "table");
+    const rc_type *t = type_of_size(WARM_BLOCK - HDR - DBG);
+    for (size_t i = 0; i < WARM_N; i++)
+        objs[i] = th_must(rc_alloc(t), "t");
+    return objs;
+}
+static void drop_warm_heap(void **objs) {
+    for (size_t i = 0; i < WARM_N; i++)
+        rc_release(objs[i]);
+    free(objs);
+}
+
 /* With the C library's allocator, a heap past its first segment has each
  * new span's pages mapped in at once, not page by page as they are first
  * touched: right after its first allocation, all 16 pages of a fresh span
@@ -753,11 +769,7 @@ Test(populate, big_heaps_map_new_spans_in_at_once, .timeout = 60) {
         cr_skip_test("needs Linux 5.14 and no Memcheck");
         return;
     }
-    const size_t block = 64, warm = (2u << 20) / block;
-    void **objs = th_must(malloc(warm * sizeof *objs), "table");
-    const rc_type *t = type_of_size(block - HDR - DBG);
-    for (size_t i = 0; i < warm; i++)
-        objs[i] = th_must(rc_alloc(t), "t");
+    void **objs = warm_heap();
     /* The first object of another class opens a fresh span. */
     void *one = th_must(rc_alloc(type_of_size(1024 - HDR - DBG)), "one");
     uintptr_t span = ((uintptr_t)one - HDR - DBG) & ~(uintptr_t)(SPAN - 1);
@@ -769,9 +781,7 @@ Test(populate, big_heaps_map_new_spans_in_at_once, .timeout = 60) {
     cr_assert_eq(in, sizeof resident, "%zu of %zu pages resident", in,
                  sizeof resident);
     rc_release(one);
-    for (size_t i = 0; i < warm; i++)
-        rc_release(objs[i]);
-    free(objs);
+    drop_warm_heap(objs);
     TH_ASSERT_NO_LEAKS();
 }
 
@@ -795,11 +805,7 @@ Test(populate, a_new_span_maps_in_the_spans_after_it, .timeout = 60) {
         cr_skip_test("needs Linux 5.14 and no Memcheck");
         return;
     }
-    const size_t block = 64, warm = (2u << 20) / block;
-    void **objs = th_must(malloc(warm * sizeof *objs), "table");
-    const rc_type *t = type_of_size(block - HDR - DBG);
-    for (size_t i = 0; i < warm; i++)
-        objs[i] = th_must(rc_alloc(t), "t");
+    void **objs = warm_heap();
     /* Blocks of classes the heap has not used yet: each opens a span. */
     static const size_t fresh[] = {128, 256, 512, 768, 1536, 2048};
     void *one[6];
@@ -812,8 +818,6 @@ Test(populate, a_new_span_maps_in_the_spans_after_it, .timeout = 60) {
     cr_assert_leq(faulted, 1, "%d of 6 fresh spans faulted pages in", faulted);
     for (int k = 0; k < 6; k++)
         rc_release(one[k]);
-    for (size_t i = 0; i < warm; i++)
-        rc_release(objs[i]);
-    free(objs);
+    drop_warm_heap(objs);
     TH_ASSERT_NO_LEAKS();
 }
